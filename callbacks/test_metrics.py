@@ -1,0 +1,34 @@
+"""Keep the final test metrics with the run: a JSON file and TensorBoard's hparams tab."""
+
+import json
+from pathlib import Path
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+
+class SaveTestMetrics(Callback):
+    """After testing, write ``test_metrics.json`` into the run folder and log the hyperparameters
+    together with the test metrics, so that TensorBoard's HPARAMS tab compares runs by them.
+
+    Args:
+        filename: Name of the JSON file written into the run folder (the logger's version folder).
+    """
+
+    def __init__(self, filename: str = "test_metrics.json") -> None:
+        self.filename = filename
+        self.path: Path | None = None
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
+        if trainer.log_dir is None:
+            return
+        self.path = Path(trainer.log_dir) / self.filename
+        if trainer.logger is not None:
+            hparams = dict(pl_module.hparams)
+            if trainer.datamodule is not None:
+                hparams.update(trainer.datamodule.hparams)
+            trainer.logger.log_hyperparams(hparams, metrics)
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            record = {**metrics, "checkpoint": trainer.ckpt_path}
+            self.path.write_text(json.dumps(record, indent=2) + "\n")

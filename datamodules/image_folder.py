@@ -1,0 +1,168 @@
+"""Your own images in class folders: root/train/<class>/*.png, with optional val/ and test/ folders."""
+
+import copy
+import functools
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Subset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from datamodules.base import ClassificationDataModule, split_indices
+from datamodules.errors import DataError
+from datamodules.transforms import image_transform
+
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def load_image(path: str, mode: str) -> Image.Image:
+    """Open an image file and convert it to ``mode`` ("L" for grey, "RGB" for colour)."""
+    with open(path, "rb") as file:
+        return Image.open(file).convert(mode)
+
+
+class _ClassFolder(datasets.ImageFolder):
+    """torchvision's ImageFolder with the class list given, so val/ and test/ use train/'s label numbers."""
+
+    def __init__(self, root: Path, classes: list[str], **kwargs: Any) -> None:
+        self.given_classes = classes
+        super().__init__(str(root), **kwargs)
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        return self.given_classes, {name: index for index, name in enumerate(self.given_classes)}
+
+
+def _with_transform(dataset: datasets.ImageFolder, transform: v2.Transform) -> datasets.ImageFolder:
+    view = copy.copy(dataset)
+    view.transform = transform
+    return view
+
+
+def channel_stats(dataset: Dataset, indices: list[int], max_images: int, seed: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of up to ``max_images`` seeded picks from ``indices``."""
+    generator = torch.Generator().manual_seed(seed)
+    picks = [indices[i] for i in torch.randperm(len(indices), generator=generator)[:max_images].tolist()]
+    total = total_sq = None
+    pixels = 0
+    for index in picks:
+        image = dataset[index][0].double().flatten(1)
+        total = image.sum(1) if total is None else total + image.sum(1)
+        total_sq = (image**2).sum(1) if total_sq is None else total_sq + (image**2).sum(1)
+        pixels += image.shape[1]
+    mean = total / pixels
+    std = (total_sq / pixels - mean**2).clamp_min(1e-12).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+class ImageFolder(ClassificationDataModule):
+    """Your own images, in folders named after their classes: root/train/<class name>/<image files>.
+
+    ``root/val/`` and ``root/test/`` are optional and laid out the same way; where one is missing, a
+    seeded part of ``train/`` stands in for it. Images are resized and converted to one colour mode.
+
+    Args:
+        root: Folder holding ``train/`` (and optionally ``val/``, ``test/``).
+        image_size: Resize every image to this size: one number for a square, or [height, width];
+            default: the size of the first training image.
+        grayscale: Read images as 1-channel grey (true) or 3-channel RGB (false); default: grey if the
+            first training image is.
+        mean: Per-channel normalization mean; default: computed from the training part.
+        std: Per-channel normalization standard deviation; default: computed from the training part.
+        augment: Random crop (padding of an eighth of the height) and horizontal flip of training images.
+        test_size: Test part taken from ``train/`` when there is no ``test/`` folder, as a fraction
+            (< 1) or a number of images.
+        stats_images: At most this many training images are read to compute ``mean`` and ``std``.
+        **kwargs: Loader and split options of :class:`ClassificationDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int | tuple[int, int] | None = None,
+        grayscale: bool | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        augment: bool = False,
+        test_size: float = 0.1,
+        stats_images: int = 10_000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        train_dir = self.root / "train"
+        if not train_dir.is_dir():
+            raise DataError(
+                f"no image folder at {train_dir}: put your images in {train_dir}/<class name>/<image files>"
+            )
+        self.class_names = sorted(p.name for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if len(self.class_names) < 2:
+            raise DataError(
+                f"{train_dir} needs at least two class folders (<class name>/<image files>), "
+                f"found {len(self.class_names)}"
+            )
+        self.num_classes = len(self.class_names)
+        first = self._first_image(train_dir)
+        if grayscale is None:
+            grayscale = first.mode in GREY_MODES
+        if image_size is None:
+            image_size = (first.height, first.width)
+        elif isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        self.image_size = tuple(image_size)
+        self.grayscale = grayscale
+        channels = 1 if grayscale else 3
+        self.input_shape = (channels, *self.image_size)
+        if (mean is None) != (std is None):
+            raise ValueError("give both --data.mean and --data.std, or neither to compute them from the data")
+        for name, stats in (("mean", mean), ("std", std)):
+            if stats is not None and len(stats) != channels:
+                raise ValueError(f"--data.{name} needs {channels} value(s), one per image channel, got {len(stats)}")
+        self.mean, self.std = mean, std
+        self.augment = augment
+        self.test_size = test_size
+        self.stats_images = stats_images
+
+    def _first_image(self, train_dir: Path) -> Image.Image:
+        for class_dir in sorted(train_dir.iterdir()):
+            for path in sorted(class_dir.iterdir()) if class_dir.is_dir() else ():
+                if path.suffix.lower() in datasets.folder.IMG_EXTENSIONS:
+                    try:
+                        with Image.open(path) as image:
+                            return image.copy()
+                    except OSError as err:
+                        raise DataError(f"cannot read image {path}: {err}") from err
+        raise DataError(f"no image files ({', '.join(datasets.folder.IMG_EXTENSIONS)}) under {train_dir}")
+
+    def _folder(self, split: str) -> datasets.ImageFolder:
+        loader = functools.partial(load_image, mode="L" if self.grayscale else "RGB")
+        try:
+            return _ClassFolder(self.root / split, self.class_names, loader=loader, allow_empty=split != "train")
+        except FileNotFoundError as err:
+            raise DataError(f"{self.root / split}: {err}") from err
+
+    def setup(self, stage: str) -> None:
+        """Index the image files, split off what has no folder of its own, and settle the normalization."""
+        train = self._folder("train")
+        has_val, has_test = (self.root / "val").is_dir(), (self.root / "test").is_dir()
+        sizes = ([] if has_val else [self.val_size]) + ([] if has_test else [self.test_size])
+        train_idx, *held_out = split_indices(len(train), sizes, self.seed)
+        if self.mean is None:
+            resized = _with_transform(
+                train,
+                v2.Compose([v2.ToImage(), v2.Resize(list(self.image_size)), v2.ToDtype(torch.float32, scale=True)]),
+            )
+            self.mean, self.std = channel_stats(resized, train_idx, self.stats_images, self.seed)
+        evaluate = image_transform(self.mean, self.std, self.image_size)
+        self.train_set = Subset(
+            _with_transform(train, image_transform(self.mean, self.std, self.image_size, self.augment)), train_idx
+        )
+        evaluated_train = _with_transform(train, evaluate)
+        self.val_set = (
+            _with_transform(self._folder("val"), evaluate) if has_val else Subset(evaluated_train, held_out.pop(0))
+        )
+        self.test_set = (
+            _with_transform(self._folder("test"), evaluate) if has_test else Subset(evaluated_train, held_out.pop(0))
+        )

@@ -1,0 +1,137 @@
+"""MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 through torchvision, downloaded on first use."""
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch.utils.data import Subset
+from torchvision import datasets
+from torchvision.datasets import VisionDataset
+
+from datamodules.base import ClassificationDataModule, split_indices
+from datamodules.errors import DataError
+from datamodules.transforms import image_transform
+
+
+class TorchvisionDataModule(ClassificationDataModule):
+    """A torchvision dataset: official train split (less a seeded validation part), official test split.
+
+    Args:
+        data_dir: Folder holding the dataset (torchvision's layout); it is downloaded there if missing.
+        download: Download the dataset when it is missing from ``data_dir``.
+        **kwargs: Loader and split options of :class:`ClassificationDataModule`.
+    """
+
+    dataset_class: ClassVar[type[VisionDataset]]
+    files: ClassVar[str]  # where torchvision looks for the files, under data_dir
+    mean: ClassVar[tuple[float, ...]]
+    std: ClassVar[tuple[float, ...]]
+    augment: bool = False
+
+    def __init__(self, data_dir: str = "./data", download: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data_dir = Path(data_dir)
+        self.download = download
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names; CIFAR's are read from the dataset's files, so they need the data in place."""
+        return list(getattr(self.dataset_class, "classes", None) or self._open(train=False).classes)
+
+    def _missing(self, why: str) -> DataError:
+        name = type(self).__name__
+        return DataError(
+            f"{name} not found in {self.data_dir / self.files} and {why}: place the {name} files there "
+            "(or point --data.data_dir at their parent folder), "
+            "or train offline on the bundled data with --data Digits"
+        )
+
+    def _open(self, train: bool, **kwargs: Any) -> VisionDataset:
+        try:
+            return self.dataset_class(str(self.data_dir), train=train, **kwargs)
+        except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
+            raise self._missing("it is not readable there") from err
+
+    def _present(self) -> bool:
+        try:
+            self._open(train=True), self._open(train=False)
+        except DataError:
+            return False
+        return True
+
+    def prepare_data(self) -> None:
+        """Download the dataset if it is not in ``data_dir`` yet."""
+        if self._present():
+            return
+        if not self.download:
+            raise self._missing("--data.download is off")
+        print(f"Downloading {type(self).__name__} into {self.data_dir} ...", flush=True)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # torchvision prints every mirror it tries
+                for train in (True, False):
+                    self.dataset_class(str(self.data_dir), train=train, download=True)
+        except Exception as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise self._missing(f"the download failed ({reason})") from err
+
+    def setup(self, stage: str) -> None:
+        """Split the official train set into train and validation parts; open the official test set."""
+        size = self.input_shape[1:]
+        evaluate = image_transform(self.mean, self.std)
+        if stage in ("fit", "validate"):
+            train = self._open(train=True, transform=image_transform(self.mean, self.std, size, self.augment))
+            train_idx, val_idx = split_indices(len(train), [self.val_size], self.seed)
+            self.train_set = Subset(train, train_idx)
+            self.val_set = Subset(self._open(train=True, transform=evaluate), val_idx)
+        if stage in ("test", "predict"):
+            self.test_set = self._open(train=False, transform=evaluate)
+
+
+class MNIST(TorchvisionDataModule):
+    """MNIST handwritten digits: 60,000 train and 10,000 test grey 28x28 images, 10 classes."""
+
+    dataset_class = datasets.MNIST
+    files = "MNIST/raw"
+    mean, std = (0.1307,), (0.3081,)
+    input_shape, num_classes = (1, 28, 28), 10
+
+
+class FashionMNIST(TorchvisionDataModule):
+    """Fashion-MNIST clothing images: 60,000 train and 10,000 test grey 28x28 images, 10 classes."""
+
+    dataset_class = datasets.FashionMNIST
+    files = "FashionMNIST/raw"
+    mean, std = (0.2860,), (0.3530,)
+    input_shape, num_classes = (1, 28, 28), 10
+
+
+class _CIFAR(TorchvisionDataModule):
+    """CIFAR colour images, by default with the standard augmentation.
+
+    Args:
+        augment: Random crop with 4-pixel padding and horizontal flip of the training images.
+        **kwargs: Options of :class:`TorchvisionDataModule`.
+    """
+
+    input_shape = (3, 32, 32)
+
+    def __init__(self, augment: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.augment = augment
+
+
+class CIFAR10(_CIFAR):
+    """CIFAR-10: 50,000 train and 10,000 test colour 32x32 images, 10 classes."""
+
+    dataset_class = datasets.CIFAR10
+    files, num_classes = "cifar-10-batches-py", 10
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+class CIFAR100(_CIFAR):
+    """CIFAR-100: 50,000 train and 10,000 test colour 32x32 images, 100 classes."""
+
+    dataset_class = datasets.CIFAR100
+    files, num_classes = "cifar-100-python", 100
+    mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)

@@ -1,0 +1,149 @@
+"""The classifier logic every model shares: loss, optimizer, learning-rate schedule, metrics."""
+
+from typing import Any, Literal
+
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
+
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
+SchedulerName = Literal["none", "step", "cosine", "onecycle", "plateau"]
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
+}
+
+
+def stage_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Accuracy, macro F1 and macro AUROC, named ``<prefix>acc``, ``<prefix>f1`` and ``<prefix>auroc``."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+            "auroc": MulticlassAUROC(num_classes),
+        },
+        prefix=prefix,
+    )
+
+
+class ImageClassifier(LightningModule):
+    """Base class of every model: subclass it, build layers in ``__init__``, return logits from ``forward``.
+
+    ``num_classes`` and ``input_shape`` (channels, height, width) come from the datamodule; the CLI
+    links them, so a subclass only passes them on. Everything else here is an option of every model.
+
+    Args:
+        num_classes: Number of classes (from the datamodule).
+        input_shape: Shape of one input image as (channels, height, width) (from the datamodule).
+        optimizer: Optimizer: sgd (with ``momentum`` and ``nesterov``), adam, adamw, rmsprop or adagrad.
+        lr: Learning rate; the peak rate for the onecycle schedule.
+        weight_decay: L2 penalty (decoupled for adamw).
+        momentum: Momentum for sgd and rmsprop.
+        nesterov: Nesterov momentum for sgd.
+        scheduler: Learning-rate schedule: none; step (times ``gamma`` every ``step_size`` epochs);
+            cosine (to zero over the run, per step); onecycle (warm-up then annealing, per step);
+            plateau (times ``gamma`` when val/acc stalls for ``patience`` epochs).
+        step_size: Epochs between decays of the step schedule.
+        gamma: Decay factor of the step and plateau schedules.
+        patience: Epochs without val/acc improvement before the plateau schedule decays.
+        label_smoothing: Label smoothing of the cross-entropy loss, in [0, 1).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        optimizer: OptimizerName = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        scheduler: SchedulerName = "onecycle",
+        step_size: int = 10,
+        gamma: float = 0.1,
+        patience: int = 3,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if len(input_shape) != 3 or min(input_shape) < 1:
+            raise ValueError(f"input_shape must be (channels, height, width), got {tuple(input_shape)}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        # Collects the init arguments of the subclass too, so MyModel.load_from_checkpoint(path) just works.
+        self.save_hyperparameters()
+        self.example_input_array = torch.zeros(2, *input_shape)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.train_metrics = stage_metrics(num_classes, "train/")
+        self.val_metrics = stage_metrics(num_classes, "val/")
+        self.test_metrics = stage_metrics(num_classes, "test/")
+
+    def model_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Forward one batch; returns the loss, the class probabilities and the targets."""
+        x, y = batch
+        logits = self(x)
+        return self.criterion(logits, y), logits.softmax(dim=-1), y
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str, metrics: MetricCollection) -> Tensor:
+        loss, probs, y = self.model_step(batch)
+        metrics.update(probs, y)
+        training = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, sync_dist=not training)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=not training)
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train", self.train_metrics)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Class probabilities for a batch of images, or of (images, labels) pairs."""
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(x).softmax(dim=-1)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        kwargs: dict[str, Any] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+        if hp.optimizer == "sgd":
+            kwargs.update(momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0)
+        elif hp.optimizer == "rmsprop":
+            kwargs.update(momentum=hp.momentum)
+        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), **kwargs)
+        if hp.scheduler == "none":
+            return {"optimizer": optimizer}
+        if hp.scheduler == "step":
+            scheduler = {"scheduler": torch.optim.lr_scheduler.StepLR(optimizer, hp.step_size, hp.gamma)}
+        elif hp.scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max", factor=hp.gamma, patience=hp.patience
+            )
+            scheduler = {"scheduler": plateau, "monitor": "val/acc"}
+        else:
+            total_steps = self.trainer.estimated_stepping_batches
+            if total_steps == float("inf"):
+                raise MisconfigurationException(
+                    f"the {hp.scheduler} schedule needs a finite --max_epochs or --trainer.max_steps"
+                )
+            if hp.scheduler == "cosine":
+                per_step = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(total_steps))
+            else:
+                per_step = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=int(total_steps))
+            scheduler = {"scheduler": per_step, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""Train an image classifier, then test its best checkpoint on the test split.
+
+Examples:
+    python scripts/fit.py                                    # the MLP on MNIST
+    python scripts/fit.py --config configs/digits.yaml       # offline, on scikit-learn's bundled digits
+    python scripts/fit.py --model CNN --data CIFAR10 --accelerator gpu --devices 2 --precision 16-mixed
+    python scripts/fit.py --model my_file.MyNet              # your own ImageClassifier subclass
+    python scripts/fit.py --print_config > run.yaml          # every option, as a file for --config
+"""
+
+import difflib
+import os
+import re
+import sys
+from argparse import ArgumentError
+from pathlib import Path
+
+# `--model my_file.MyNet` imports my_file.py from the folder the command is run in.
+sys.path.insert(0, os.getcwd())
+
+import torch  # noqa: E402
+from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
+from lightning.pytorch import Trainer  # noqa: E402
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
+
+from callbacks import SaveTestMetrics  # noqa: E402
+from datamodules import ClassificationDataModule, DataError  # noqa: E402
+from models import ImageClassifier  # noqa: E402
+
+SHORT_FLAGS = {
+    "--accelerator": "--trainer.accelerator",
+    "--devices": "--trainer.devices",
+    "--strategy": "--trainer.strategy",
+    "--num_nodes": "--trainer.num_nodes",
+    "--precision": "--trainer.precision",
+    "--max_epochs": "--trainer.max_epochs",
+    "--seed": "--seed_everything",
+}
+BUILT_IN = {
+    "model": ["MLP", "CNN"],
+    "data": ["MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "Digits", "ImageFolder"],
+}
+DESCRIPTION = (
+    __doc__
+    + "\nShort flags: "
+    + ", ".join(f"{short} = {full}" for short, full in SHORT_FLAGS.items())
+    + f".\nModels: {', '.join(BUILT_IN['model'])}, or the import path of an ImageClassifier subclass."
+    + f"\nData: {', '.join(BUILT_IN['data'])}, or the import path of a ClassificationDataModule subclass."
+    + "\n`--model.help CNN` and `--data.help ImageFolder` list a class's options."
+)
+
+
+def expand_short_flags(args: list[str]) -> list[str]:
+    """Rewrite the short flags (``--devices 2``, ``--precision=16-mixed``) to their full names."""
+    expanded = []
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        expanded.append(SHORT_FLAGS[name] + equals + value if name in SHORT_FLAGS else arg)
+    return expanded
+
+
+class FitCLI(LightningCLI):
+    """LightningCLI with this project's defaults: checkpoints by val/acc, LR logging, data-shaped models."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(SaveTestMetrics, "test_metrics")
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
+        parser.set_defaults(
+            {
+                "model": {"class_path": "models.MLP"},
+                "data": {"class_path": "datamodules.MNIST"},
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-epoch={epoch}-val_acc={val/acc:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+                "trainer.max_epochs": 10,
+                "trainer.logger": {
+                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "init_args": {"save_dir": ".", "default_hp_metric": False},
+                },
+                "trainer.callbacks": [
+                    {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
+                    {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 1}},
+                ],
+            }
+        )
+
+    def before_instantiate_classes(self) -> None:
+        accelerator = self.config.trainer.accelerator
+        if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise MisconfigurationException(
+                f"--accelerator {accelerator}: no CUDA GPU is visible here (torch {torch.__version__}, "
+                f"CUDA build {torch.version.cuda or 'none'}): "
+                "use --accelerator cpu, or auto to take a GPU when there is one"
+            )
+
+
+def user_message(err: BaseException) -> str:
+    """One line for the user from an error of the CLI: the innermost cause, with the option it concerns."""
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    lines = str(chain[-1]).strip().splitlines()
+    text = lines[0] if lines else type(chain[-1]).__name__
+    keys = [match[1] for e in chain if (match := re.search(r'Parser key "([^"]+)"', str(e)))]
+    key = ".".join(dict.fromkeys(keys)) or None  # nested keys, outermost first: model, lr -> model.lr
+    unknown = re.fullmatch(r"Expected a dot import path string: (.*)", text)
+    if key in BUILT_IN and unknown:
+        name, choices = unknown[1], BUILT_IN[key]
+        by_lower = {choice.lower(): choice for choice in choices}
+        close = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=0.5)
+        hint = f"did you mean {by_lower[close[0]]}? " if close else ""
+        return (
+            f"unknown --{key} {name!r}: {hint}choose one of {', '.join(choices)}, "
+            "or give an import path such as my_file.MyClass"
+        )
+    return f"--{key}: {text}" if key and not text.startswith("--") else text
+
+
+def relative(path: str | os.PathLike) -> str:
+    """``path`` relative to the current folder where it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str) -> None:
+    """The run's test accuracy and where its logs, checkpoint and metrics are."""
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
+    saver = next(callback for callback in trainer.callbacks if isinstance(callback, SaveTestMetrics))
+    others = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if name != "test/acc")
+    print(f"\nTest accuracy:   {metrics['test/acc']:.2%} ({others})")
+    print(f"Run folder:      {relative(run_dir)}")
+    print(
+        f"Best checkpoint: {relative(best_checkpoint) if best_checkpoint else 'none (the final weights were tested)'}"
+    )
+    if saver.path is not None:
+        print(f"Test metrics:    {relative(saver.path)}")
+    print(f"TensorBoard:     tensorboard --logdir {relative(Path(run_dir).parent)}")
+
+
+def main() -> int:
+    """Parse the options, fit, test the best checkpoint and print a summary; returns the exit code."""
+    # Rewritten in place, not passed as args: Lightning's DDP launcher starts the other ranks with sys.argv.
+    sys.argv[1:] = expand_short_flags(sys.argv[1:])
+    try:
+        cli = FitCLI(
+            ImageClassifier,
+            ClassificationDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            seed_everything_default=42,
+            run=False,
+            parser_kwargs={"description": DESCRIPTION, "exit_on_error": False},
+        )
+        trainer = cli.trainer
+        trainer.fit(cli.model, datamodule=cli.datamodule)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
+    except (ArgumentError, DataError, MisconfigurationException, ValueError) as err:
+        print(f"error: {user_message(err)}", file=sys.stderr)
+        return 2 if isinstance(err, ArgumentError) else 1
+    run_dir = trainer.log_dir  # every rank must ask: under DDP it is broadcast from rank 0
+    if trainer.is_global_zero:
+        print_summary(trainer, run_dir, best)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

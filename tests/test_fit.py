@@ -1,0 +1,209 @@
+"""scripts/fit.py end to end, in a subprocess, as a user runs it: on fake data in the real formats."""
+
+import contextlib
+import importlib.util
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Trainer
+
+from datamodules import MNIST
+from models import MLP
+from tests.conftest import FIT, QUICK, run_fit
+from tests.fake_data import write_image_folder
+
+
+def only_run_dir(cwd: Path) -> Path:
+    runs = sorted((cwd / "lightning_logs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mnist_root: Path) -> None:
+    result = run_fit(
+        "--data.data_dir", str(mnist_root), "--data.download", "false", *QUICK, "--max_epochs", "2", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    run = only_run_dir(tmp_path)
+    assert run.name == "version_0"
+    assert list(run.glob("events.out.tfevents.*"))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["class_path"] == "models.MLP" and config["data"]["class_path"] == "datamodules.MNIST"
+    assert config["seed_everything"] == 42
+    assert (run / "hparams.yaml").exists()
+    checkpoints = {path.name for path in (run / "checkpoints").iterdir()}
+    best = [name for name in checkpoints if name.startswith("best-epoch=")]
+    assert "last.ckpt" in checkpoints and len(best) == 1
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    assert set(metrics) >= {"test/acc", "test/f1", "test/auroc", "test/loss", "checkpoint"}
+    assert Path(metrics["checkpoint"]).name == best[0]
+    assert f"Test accuracy:   {metrics['test/acc']:.2%}" in result.stdout
+    assert "tensorboard --logdir lightning_logs" in result.stdout
+    assert "Epoch 1/1" in result.stdout  # the progress bar
+
+    # The best checkpoint reloads with no argument and reproduces the written test accuracy.
+    model = MLP.load_from_checkpoint(run / "checkpoints" / best[0])
+    data = MNIST(data_dir=str(mnist_root), download=False, num_workers=0, batch_size=32)
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (tested,) = trainer.test(model, datamodule=data, verbose=False)
+    assert tested["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
+def test_tensorboard_events_hold_curves_learning_rate_and_hparams(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = Path(__file__).parents[1] / "configs" / "digits.yaml"
+    result = run_fit("--config", str(config), *QUICK, "--trainer.log_every_n_steps", "10", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    tags, plugins = set(), set()
+    for events in only_run_dir(tmp_path).glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+        with contextlib.suppress(KeyError):  # raised by a file with no hparams summary
+            plugins |= set(accumulator.PluginTagToContent("hparams"))
+    assert {"train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/f1", "val/auroc", "test/acc"} <= tags
+    assert any(tag.startswith("lr-") for tag in tags)
+    assert "_hparams_/session_start_info" in plugins
+
+
+def test_own_model_from_a_file_outside_the_project(tmp_path: Path) -> None:
+    (tmp_path / "my_nets.py").write_text(
+        textwrap.dedent(
+            """
+            import math
+            from torch import nn
+            from models import ImageClassifier
+
+            class TinyNet(ImageClassifier):
+                def __init__(self, num_classes: int, input_shape: tuple[int, int, int], width: int = 16, **kwargs):
+                    super().__init__(num_classes, input_shape, **kwargs)
+                    self.net = nn.Sequential(
+                        nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.ReLU(), nn.Linear(width, num_classes)
+                    )
+
+                def forward(self, x):
+                    return self.net(x)
+            """
+        )
+    )
+    result = run_fit(
+        "--model",
+        "my_nets.TinyNet",
+        "--model.width",
+        "8",
+        "--model.optimizer",
+        "sgd",
+        "--data",
+        "Digits",
+        *QUICK,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    run = only_run_dir(tmp_path)
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["class_path"] == "my_nets.TinyNet"
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from my_nets import TinyNet
+
+        model = TinyNet.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert model.net[1].out_features == 8 and model.hparams.optimizer == "sgd"
+
+
+def test_image_folder_and_cnn_from_the_short_flags(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "images", {"train": 12, "test": 4}, size=(16, 16))
+    result = run_fit(
+        "--model", "CNN", "--data", "ImageFolder", "--data.root", str(root), "--seed", "3", *QUICK, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())
+    assert config["seed_everything"] == 3 and config["trainer"]["max_epochs"] == 1
+
+
+def test_ddp_on_two_cpu_processes(tmp_path: Path, mnist_root: Path) -> None:
+    args = ["--data.data_dir", str(mnist_root), "--data.download", "false", *QUICK]
+    result = run_fit(*args, "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+    assert result.stdout.count("Test accuracy:") == 1  # the summary comes from rank 0 only
+    assert json.loads((only_run_dir(tmp_path) / "test_metrics.json").read_text())["test/acc"] >= 0
+
+
+def test_bf16_mixed_precision_on_cpu(tmp_path: Path) -> None:
+    result = run_fit("--data", "Digits", "--precision", "bf16-mixed", *QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())["trainer"]["precision"] == "bf16-mixed"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_16_mixed_on_one_gpu(tmp_path: Path, mnist_root: Path) -> None:
+    args = ["--model", "CNN", "--data.data_dir", str(mnist_root), "--data.download", "false", *QUICK]
+    result = run_fit(*args, "--accelerator", "gpu", "--devices", "1", "--precision", "16-mixed", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+BAD_INPUT = [
+    (["--accelerator", "gpu"], "--accelerator gpu: no CUDA GPU is visible here", 1),
+    (["--model", "MPL"], "unknown --model 'MPL': did you mean MLP? choose one of MLP, CNN", 2),
+    (["--data", "Cifar10"], "unknown --data 'Cifar10': did you mean CIFAR10?", 2),
+    (["--model", "missing_file.MyNet"], "--model: No module named 'missing_file'", 2),
+    (["--model.lr", "abc"], "--model.lr: Expected a <class 'float'>. Got value: abc", 2),
+    (["--model.lr", "-1"], "lr must be positive, got -1.0", 1),
+    (["--max_epochs", "two"], "--trainer.max_epochs: Expected a <class 'int'>", 2),
+    (["--data", "ImageFolder", "--data.root", "no/such/folder"], "no image folder at no/such/folder/train", 1),
+    (
+        ["--data.data_dir", "empty", "--data.download", "false"],
+        "MNIST not found in empty/MNIST/raw and --data.download is off",
+        1,
+    ),
+    (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag 1", 2),
+]
+
+
+def with_data(args: list[str]) -> list[str]:
+    """The bad-input cases run on Digits unless they are about the data."""
+    if "gpu" in args and torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is available here, so --accelerator gpu is no error")
+    return args if any(arg.startswith("--data") for arg in args) else ["--data", "Digits", *args]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize(("args", "message", "code"), BAD_INPUT)
+def test_bad_input_is_one_clear_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    args: list[str],
+    message: str,
+    code: int,
+) -> None:
+    # In-process through the script's own main(), so that the many cases stay fast.
+    spec = importlib.util.spec_from_file_location("fit_script", FIT)
+    fit_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit_script)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["fit.py", *with_data(args)])
+    assert fit_script.main() == code
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and message in errors[0], errors
+
+
+@pytest.mark.parametrize(("args", "message", "code"), [BAD_INPUT[0], BAD_INPUT[1]])
+def test_bad_input_in_a_real_process_shows_no_traceback(
+    tmp_path: Path, args: list[str], message: str, code: int
+) -> None:
+    result = run_fit(*with_data(args), cwd=tmp_path)
+    assert result.returncode == code
+    assert "Traceback" not in result.stderr
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and message in errors[0], result.stderr

@@ -1,0 +1,125 @@
+"""Models learn, accept every data shape, take every optimizer and schedule, and reload from checkpoints."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from datamodules import Digits
+from models import CNN, MLP, ImageClassifier
+
+SHAPES = [(1, 28, 28), (3, 32, 32), (1, 8, 8)]
+
+
+def quick_trainer(tmp_path: Path, **kwargs) -> Trainer:
+    options = dict(
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=2,
+        limit_test_batches=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return Trainer(**{**options, **kwargs})
+
+
+@pytest.mark.parametrize("model_class", [MLP, CNN])
+def test_model_overfits_one_batch(model_class: type[ImageClassifier]) -> None:
+    torch.manual_seed(0)
+    model = model_class(num_classes=10, input_shape=(1, 28, 28), scheduler="none", lr=3e-3)
+    optimizer = model.configure_optimizers()["optimizer"]
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    first = None
+    for _ in range(60):
+        loss = model.model_step((x, y))[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < first / 20
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("model_class", [MLP, CNN])
+def test_models_take_the_shape_and_classes_of_the_data(model_class: type[ImageClassifier], shape: tuple) -> None:
+    model = model_class(num_classes=7, input_shape=shape)
+    assert model(torch.randn(5, *shape)).shape == (5, 7)
+    probabilities = model.predict_step((torch.randn(5, *shape), torch.zeros(5)), 0)
+    assert torch.allclose(probabilities.sum(1), torch.ones(5))
+
+
+def test_mlp_options_build_the_documented_layers() -> None:
+    model = MLP(10, (1, 28, 28), hidden_sizes=(128, 64), activation="gelu", dropout=0.2, batch_norm=True)
+    layers = [type(layer).__name__ for layer in model.net]
+    assert layers == ["Flatten", "Linear", "BatchNorm1d", "GELU", "Dropout"] * 1 + [
+        "Linear",
+        "BatchNorm1d",
+        "GELU",
+        "Dropout",
+        "Linear",
+    ]
+    assert model.net[1].in_features == 784 and model.net[-1].out_features == 10
+    assert [type(layer).__name__ for layer in MLP(10, (1, 8, 8), hidden_sizes=()).net] == ["Flatten", "Linear"]
+
+
+def test_cnn_is_the_tutorial_architecture() -> None:
+    model = CNN(10, (3, 32, 32))
+    convs = [layer for layer in model.features if isinstance(layer, torch.nn.Conv2d)]
+    assert [conv.out_channels for conv in convs] == [32, 64, 128]
+    assert sum(isinstance(layer, torch.nn.MaxPool2d) for layer in model.features) == 3
+    assert model.classifier[1].in_features == 128 * 4 * 4 and model.classifier[1].out_features == 128
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"num_classes": 1}, "num_classes must be at least 2"),
+        ({"input_shape": (28, 28)}, "input_shape must be"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"input_shape": (1, 4, 4)}, "needs inputs of at least 8x8"),
+    ],
+)
+def test_bad_model_options_are_refused_clearly(arguments: dict, message: str) -> None:
+    options = {"num_classes": 10, "input_shape": (1, 28, 28), **arguments}
+    with pytest.raises(ValueError, match=message):
+        CNN(**options)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "scheduler"),
+    [("sgd", "step"), ("adam", "cosine"), ("adamw", "onecycle"), ("rmsprop", "plateau"), ("adagrad", "none")],
+)
+def test_every_optimizer_and_schedule_trains(tmp_path: Path, optimizer: str, scheduler: str) -> None:
+    model = MLP(10, (1, 8, 8), hidden_sizes=(32,), optimizer=optimizer, scheduler=scheduler, lr=0.01, step_size=1)
+    trainer = quick_trainer(tmp_path, max_epochs=2)
+    trainer.fit(model, datamodule=Digits(batch_size=64))
+    lrs = [group["lr"] for group in trainer.optimizers[0].param_groups]
+    assert type(trainer.optimizers[0]).__name__.lower() == optimizer
+    assert (lrs[0] == 0.01) == (scheduler in ("none", "plateau")), lrs
+    assert set(trainer.callback_metrics) >= {
+        "train/loss_epoch",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "val/f1",
+        "val/auroc",
+    }
+
+
+def test_load_from_checkpoint_needs_no_arguments(tmp_path: Path) -> None:
+    model = CNN(10, (1, 8, 8), channels=(8, 16), hidden_size=32, lr=0.02, label_smoothing=0.1)
+    trainer = quick_trainer(tmp_path)
+    data = Digits()
+    trainer.fit(model, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    restored = CNN.load_from_checkpoint(tmp_path / "model.ckpt")
+    assert restored.hparams == model.hparams
+    x = torch.randn(4, 1, 8, 8)
+    model.eval(), restored.eval()
+    assert torch.equal(model(x), restored(x))
