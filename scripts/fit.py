@@ -13,11 +13,14 @@ import difflib
 import os
 import re
 import sys
+import warnings
 from argparse import ArgumentError
 from pathlib import Path
 
 # `--model my_file.MyNet` imports my_file.py from the folder the command is run in.
 sys.path.insert(0, os.getcwd())
+# Raised inside Lightning itself on every run; nothing a user of this script can act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 import torch  # noqa: E402
 from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
