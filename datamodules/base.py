@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Sequence
+from itertools import accumulate, pairwise
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -13,7 +14,8 @@ from datamodules.errors import DataError
 def split_indices(n: int, sizes: Sequence[float], seed: int) -> list[list[int]]:
     """Seeded random split of ``range(n)`` into the rest followed by one part per entry of ``sizes``.
 
-    A size below 1 is a fraction of ``n``, a size of 1 or more a number of samples.
+    A size below 1 is a fraction of ``n``, a size of 1 or more a number of samples. Each part keeps
+    the shuffled order, so that data stored class by class (image folders) is mixed in every batch.
     """
     counts = [round(size * n) if size < 1 else int(size) for size in sizes]
     if any(count < 1 for count in counts) or sum(counts) >= n:
@@ -22,11 +24,8 @@ def split_indices(n: int, sizes: Sequence[float], seed: int) -> list[list[int]]:
             "each part needs at least one sample, and some must remain for training"
         )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    parts, start = [], n - sum(counts)
-    for count in counts:
-        parts.append(sorted(order[start : start + count]))
-        start += count
-    return [sorted(order[: n - sum(counts)]), *parts]
+    bounds = list(accumulate([n - sum(counts), *counts]))
+    return [order[: bounds[0]]] + [order[start:end] for start, end in pairwise(bounds)]
 
 
 def default_num_workers() -> int:

@@ -36,6 +36,7 @@ class _ClassFolder(datasets.ImageFolder):
 
 
 def _with_transform(dataset: datasets.ImageFolder, transform: v2.Transform) -> datasets.ImageFolder:
+    """A shallow copy of ``dataset`` (sharing its file list) that applies ``transform``."""
     view = copy.copy(dataset)
     view.transform = transform
     return view
@@ -149,16 +150,16 @@ class ImageFolder(ClassificationDataModule):
         has_val, has_test = (self.root / "val").is_dir(), (self.root / "test").is_dir()
         sizes = ([] if has_val else [self.val_size]) + ([] if has_test else [self.test_size])
         train_idx, *held_out = split_indices(len(train), sizes, self.seed)
+        size = self.image_size
         if self.mean is None:
-            resized = _with_transform(
-                train,
-                v2.Compose([v2.ToImage(), v2.Resize(list(self.image_size)), v2.ToDtype(torch.float32, scale=True)]),
+            channels = self.input_shape[0]
+            unnormalized = image_transform([0.0] * channels, [1.0] * channels, resize_to=size)
+            self.mean, self.std = channel_stats(
+                _with_transform(train, unnormalized), train_idx, self.stats_images, self.seed
             )
-            self.mean, self.std = channel_stats(resized, train_idx, self.stats_images, self.seed)
-        evaluate = image_transform(self.mean, self.std, self.image_size)
-        self.train_set = Subset(
-            _with_transform(train, image_transform(self.mean, self.std, self.image_size, self.augment)), train_idx
-        )
+        evaluate = image_transform(self.mean, self.std, resize_to=size)
+        augmented = image_transform(self.mean, self.std, resize_to=size, crop_to=size if self.augment else None)
+        self.train_set = Subset(_with_transform(train, augmented), train_idx)
         evaluated_train = _with_transform(train, evaluate)
         self.val_set = (
             _with_transform(self._folder("val"), evaluate) if has_val else Subset(evaluated_train, held_out.pop(0))

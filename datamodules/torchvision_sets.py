@@ -77,10 +77,10 @@ class TorchvisionDataModule(ClassificationDataModule):
 
     def setup(self, stage: str) -> None:
         """Split the official train set into train and validation parts; open the official test set."""
-        size = self.input_shape[1:]
         evaluate = image_transform(self.mean, self.std)
         if stage in ("fit", "validate"):
-            train = self._open(train=True, transform=image_transform(self.mean, self.std, size, self.augment))
+            crop = self.input_shape[1:] if self.augment else None
+            train = self._open(train=True, transform=image_transform(self.mean, self.std, crop_to=crop))
             train_idx, val_idx = split_indices(len(train), [self.val_size], self.seed)
             self.train_set = Subset(train, train_idx)
             self.val_set = Subset(self._open(train=True, transform=evaluate), val_idx)

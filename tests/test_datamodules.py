@@ -24,6 +24,7 @@ def test_split_indices_is_seeded_disjoint_and_complete() -> None:
     assert not (set(rest) & set(val) or set(rest) & set(test) or set(val) & set(test))
     assert split_indices(100, [0.1, 25], seed=3) == [rest, val, test]
     assert split_indices(100, [0.1, 25], seed=4)[1] != val
+    assert val != sorted(val), "parts keep the shuffled order, so class-ordered data is mixed in each batch"
 
 
 @pytest.mark.parametrize("sizes", [[100], [0.001], [60, 40]])
