@@ -1,6 +1,5 @@
 """Your own images in class folders: root/train/<class>/*.png, with optional val/ and test/ folders."""
 
-import copy
 import functools
 from pathlib import Path
 from typing import Any
@@ -9,11 +8,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets
-from torchvision.transforms import v2
 
 from datamodules.base import ClassificationDataModule, split_indices
 from datamodules.errors import DataError
-from datamodules.transforms import image_transform
+from datamodules.transforms import image_transform, with_transform
 
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
@@ -33,13 +31,6 @@ class _ClassFolder(datasets.ImageFolder):
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         return self.given_classes, {name: index for index, name in enumerate(self.given_classes)}
-
-
-def _with_transform(dataset: datasets.ImageFolder, transform: v2.Transform) -> datasets.ImageFolder:
-    """A shallow copy of ``dataset`` (sharing its file list) that applies ``transform``."""
-    view = copy.copy(dataset)
-    view.transform = transform
-    return view
 
 
 def channel_stats(dataset: Dataset, indices: list[int], max_images: int, seed: int) -> tuple[list[float], list[float]]:
@@ -155,15 +146,15 @@ class ImageFolder(ClassificationDataModule):
             channels = self.input_shape[0]
             unnormalized = image_transform([0.0] * channels, [1.0] * channels, resize_to=size)
             self.mean, self.std = channel_stats(
-                _with_transform(train, unnormalized), train_idx, self.stats_images, self.seed
+                with_transform(train, unnormalized), train_idx, self.stats_images, self.seed
             )
         evaluate = image_transform(self.mean, self.std, resize_to=size)
         augmented = image_transform(self.mean, self.std, resize_to=size, crop_to=size if self.augment else None)
-        self.train_set = Subset(_with_transform(train, augmented), train_idx)
-        evaluated_train = _with_transform(train, evaluate)
+        self.train_set = Subset(with_transform(train, augmented), train_idx)
+        evaluated_train = with_transform(train, evaluate)
         self.val_set = (
-            _with_transform(self._folder("val"), evaluate) if has_val else Subset(evaluated_train, held_out.pop(0))
+            with_transform(self._folder("val"), evaluate) if has_val else Subset(evaluated_train, held_out.pop(0))
         )
         self.test_set = (
-            _with_transform(self._folder("test"), evaluate) if has_test else Subset(evaluated_train, held_out.pop(0))
+            with_transform(self._folder("test"), evaluate) if has_test else Subset(evaluated_train, held_out.pop(0))
         )

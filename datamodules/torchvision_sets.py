@@ -11,7 +11,7 @@ from torchvision.datasets import VisionDataset
 
 from datamodules.base import ClassificationDataModule, split_indices
 from datamodules.errors import DataError
-from datamodules.transforms import image_transform
+from datamodules.transforms import image_transform, with_transform
 
 
 class TorchvisionDataModule(ClassificationDataModule):
@@ -80,10 +80,12 @@ class TorchvisionDataModule(ClassificationDataModule):
         evaluate = image_transform(self.mean, self.std)
         if stage in ("fit", "validate"):
             crop = self.input_shape[1:] if self.augment else None
-            train = self._open(train=True, transform=image_transform(self.mean, self.std, crop_to=crop))
+            train = self._open(train=True)
             train_idx, val_idx = split_indices(len(train), [self.val_size], self.seed)
-            self.train_set = Subset(train, train_idx)
-            self.val_set = Subset(self._open(train=True, transform=evaluate), val_idx)
+            self.train_set = Subset(
+                with_transform(train, image_transform(self.mean, self.std, crop_to=crop)), train_idx
+            )
+            self.val_set = Subset(with_transform(train, evaluate), val_idx)
         if stage in ("test", "predict"):
             self.test_set = self._open(train=False, transform=evaluate)
 

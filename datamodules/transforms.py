@@ -1,8 +1,10 @@
 """Per-image preprocessing: to a normalized float tensor, with optional resizing and augmentation."""
 
+import copy
 from collections.abc import Sequence
 
 import torch
+from torchvision.datasets import VisionDataset
 from torchvision.transforms import v2
 
 
@@ -25,3 +27,10 @@ def image_transform(
         steps += [v2.RandomCrop(list(crop_to), padding=max(1, crop_to[0] // 8)), v2.RandomHorizontalFlip()]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     return v2.Compose(steps)
+
+
+def with_transform(dataset: VisionDataset, transform: v2.Transform) -> VisionDataset:
+    """A shallow copy of a torchvision ``dataset`` that shares its data or file list but applies ``transform``."""
+    view = copy.copy(dataset)
+    view.transform = transform
+    return view
