@@ -1,14 +1,19 @@
 """What every datamodule shares: seeded splits, data loaders, and the data's shape and classes."""
 
+import math
 import os
 from collections.abc import Sequence
 from itertools import accumulate, pairwise
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor
+from torch.utils.data import Dataset
 
+from datamodules.batches import LoaderBatches, ShardedBatchSampler, TensorBatches, TensorImages
 from datamodules.errors import DataError
+from datamodules.transforms import normalize, random_crop_flip
 
 
 def split_indices(n: int, sizes: Sequence[float], seed: int) -> list[list[int]]:
@@ -33,23 +38,46 @@ def default_num_workers() -> int:
     return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def available_memory() -> int:
+    """Bytes of memory free for new data on this machine (``MemAvailable`` on Linux)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this platform: assume a small laptop
+        return 4 * 2**30
+
+
 class ClassificationDataModule(LightningDataModule):
     """Base of every datamodule: subclasses fill ``train_set``, ``val_set`` and ``test_set`` in ``setup``.
 
-    Subclasses also define ``num_classes``, ``input_shape`` (channels, height, width) and
-    ``class_names``; the CLI passes the first two to the model.
+    Each part is a :class:`TensorImages` (decoded once, kept in memory) or a per-image dataset of
+    (uint8 tensor, label) pairs read through DataLoader workers every epoch. Either way, batches
+    reach the device as uint8 and are normalized there, and augmented when training, in
+    ``on_after_batch_transfer``: a quarter of the bytes to copy, and one operation per batch.
+
+    Subclasses also define ``num_classes``, ``input_shape`` (channels, height, width),
+    ``class_names``, and the per-channel ``mean`` and ``std`` of the pixels on a 0-1 scale; the CLI
+    passes the first two to the model.
 
     Args:
         batch_size: Samples per batch, per device.
-        num_workers: Data-loading worker processes; default: one per CPU core, at most 4.
+        num_workers: Worker processes that read images when they are not held in memory; default:
+            one per CPU core, at most 4.
         pin_memory: Page-locked host memory for faster copies to a GPU; default: on when CUDA is available.
         val_size: Validation part of the training data, as a fraction (< 1) or a number of samples.
         seed: Seed of the train/validation split (independent of the training seed).
+        in_memory: Decode all images once and keep them in memory as uint8 tensors (true), or read
+            them image by image every epoch (false); default: in memory when they take at most a
+            quarter of the free memory.
+        on_device: Keep in-memory images on the accelerator for the whole run, so batches need no
+            copy; default: on for a CUDA device when they take at most a quarter of its memory.
     """
 
     num_classes: int
     input_shape: tuple[int, int, int]
     class_names: list[str]
+    mean: Sequence[float]
+    std: Sequence[float]
+    augment: bool = False
 
     def __init__(
         self,
@@ -58,6 +86,8 @@ class ClassificationDataModule(LightningDataModule):
         pin_memory: bool | None = None,
         val_size: float = 0.1,
         seed: int = 42,
+        in_memory: bool | None = None,
+        on_device: bool | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -72,30 +102,73 @@ class ClassificationDataModule(LightningDataModule):
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.val_size = val_size
         self.seed = seed
+        self.in_memory = in_memory
+        self.on_device = on_device
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+    def keep_in_memory(self, n_images: int) -> bool:
+        """Whether ``n_images`` of ``input_shape`` are to be decoded into memory (see ``in_memory``)."""
+        if self.in_memory is not None:
+            return self.in_memory
+        return n_images * math.prod(self.input_shape) <= available_memory() // 4
+
+    def _device_for(self, data: TensorImages) -> torch.device:
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self.on_device is not None:
+            return device if self.on_device else torch.device("cpu")
+        fits = device.type == "cuda" and data.images.nbytes * 4 <= torch.cuda.get_device_properties(device).total_memory
+        return device if fits else torch.device("cpu")
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> TensorBatches | LoaderBatches:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its data loaders are asked for")
-        return DataLoader(
+        trainer = self.trainer
+        sampler = ShardedBatchSampler(
+            len(dataset),
+            self.batch_size,
+            shuffle,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
+        if isinstance(dataset, TensorImages) and self.in_memory is not False:
+            return TensorBatches(dataset.to(self._device_for(dataset)), sampler)
+        return LoaderBatches(
             dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> TensorBatches | LoaderBatches:
         return self._loader(self.train_set, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> TensorBatches | LoaderBatches:
         return self._loader(self.val_set, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> TensorBatches | LoaderBatches:
         return self._loader(self.test_set, shuffle=False)
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> TensorBatches | LoaderBatches:
         return self._loader(self.test_set, shuffle=False)
+
+    def preprocess(self, images: Tensor, train: bool) -> Tensor:
+        """A batch of uint8 images (N, C, H, W) to the model's input: augmented if ``train``, then normalized."""
+        if train and self.augment:
+            images = random_crop_flip(images, padding=max(1, images.shape[-2] // 8))
+        return normalize(images, self.mean, self.std)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalize (and, in training, augment) uint8 images, alone or first in a batch, on their device.
+
+        Anything else (float images such as the model summary's example input) passes unchanged.
+        """
+        training = self.trainer is not None and self.trainer.training
+        if isinstance(batch, Tensor):
+            return self.preprocess(batch, train=training) if batch.dtype == torch.uint8 else batch
+        images, *rest = batch
+        if images.dtype != torch.uint8:
+            return batch
+        return type(batch)([self.preprocess(images, train=training), *rest])

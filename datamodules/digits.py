@@ -4,16 +4,16 @@ from typing import Any
 
 import torch
 from sklearn.datasets import load_digits
-from torch.utils.data import TensorDataset
 
 from datamodules.base import ClassificationDataModule, split_indices
+from datamodules.batches import TensorImages
 
 
 class Digits(ClassificationDataModule):
     """scikit-learn's 8x8 handwritten digits: 1,797 real grey images, 10 classes, bundled with scikit-learn.
 
     There is no official test split: a seeded ``test_size`` part is held out first, then the
-    validation part. Images are scaled to [0, 1] and normalized with the training part's statistics.
+    validation part. Images are normalized with the training part's mean and standard deviation.
 
     Args:
         test_size: Test part, as a fraction (< 1) or a number of images.
@@ -34,11 +34,10 @@ class Digits(ClassificationDataModule):
     def setup(self, stage: str) -> None:
         """Split the 1,797 images into train, validation and test parts (seeded, disjoint)."""
         digits = load_digits()
-        images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16
-        labels = torch.tensor(digits.target, dtype=torch.long)
-        train, val, test = split_indices(len(labels), [self.val_size, self.test_size], self.seed)
-        mean, std = images[train].mean(), images[train].std()
-        images = (images - mean) / std
-        self.train_set = TensorDataset(images[train], labels[train])
-        self.val_set = TensorDataset(images[val], labels[val])
-        self.test_set = TensorDataset(images[test], labels[test])
+        # The 17 grey levels 0..16 become 0..255, so these images go through the same uint8 path as all others.
+        images = (torch.tensor(digits.images) * 255 / 16).round().to(torch.uint8).unsqueeze(1)
+        data = TensorImages(images, torch.tensor(digits.target))
+        train, val, test = split_indices(len(data), [self.val_size, self.test_size], self.seed)
+        pixels = images[train].double() / 255
+        self.mean, self.std = [pixels.mean().item()], [pixels.std().item()]
+        self.train_set, self.val_set, self.test_set = data.subset(train), data.subset(val), data.subset(test)

@@ -1,19 +1,23 @@
 """Your own images in class folders: root/train/<class>/*.png, with optional val/ and test/ folders."""
 
 import functools
+import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets
 
 from datamodules.base import ClassificationDataModule, split_indices
+from datamodules.batches import TensorImages
 from datamodules.errors import DataError
-from datamodules.transforms import image_transform, with_transform
+from datamodules.transforms import to_uint8_tensor
 
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+CACHE_FOLDER = ".tensor_cache"  # under root: decoded images, reused while the files are unchanged
 
 
 def load_image(path: str, mode: str) -> Image.Image:
@@ -34,13 +38,13 @@ class _ClassFolder(datasets.ImageFolder):
 
 
 def channel_stats(dataset: Dataset, indices: list[int], max_images: int, seed: int) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation of up to ``max_images`` seeded picks from ``indices``."""
+    """Per-channel mean and standard deviation (0-1 scale) of up to ``max_images`` seeded picks from ``indices``."""
     generator = torch.Generator().manual_seed(seed)
     picks = [indices[i] for i in torch.randperm(len(indices), generator=generator)[:max_images].tolist()]
     total = total_sq = None
     pixels = 0
     for index in picks:
-        image = dataset[index][0].double().flatten(1)
+        image = dataset[index][0].double().flatten(1) / 255
         total = image.sum(1) if total is None else total + image.sum(1)
         total_sq = (image**2).sum(1) if total_sq is None else total_sq + (image**2).sum(1)
         pixels += image.shape[1]
@@ -54,6 +58,8 @@ class ImageFolder(ClassificationDataModule):
 
     ``root/val/`` and ``root/test/`` are optional and laid out the same way; where one is missing, a
     seeded part of ``train/`` stands in for it. Images are resized and converted to one colour mode.
+    When they are held in memory (``in_memory``), they are decoded once and cached as tensors in
+    ``root/.tensor_cache/``, so later runs start at once; the cache is rebuilt when files change.
 
     Args:
         root: Folder holding ``train/`` (and optionally ``val/``, ``test/``).
@@ -112,7 +118,7 @@ class ImageFolder(ClassificationDataModule):
         for name, stats in (("mean", mean), ("std", std)):
             if stats is not None and len(stats) != channels:
                 raise ValueError(f"--data.{name} needs {channels} value(s), one per image channel, got {len(stats)}")
-        self.mean, self.std = mean, std
+        self.mean, self.std = mean, std  # type: ignore[assignment]  # None until setup() computes them
         self.augment = augment
         self.test_size = test_size
         self.stats_images = stats_images
@@ -131,30 +137,76 @@ class ImageFolder(ClassificationDataModule):
     def _folder(self, split: str) -> datasets.ImageFolder:
         loader = functools.partial(load_image, mode="L" if self.grayscale else "RGB")
         try:
-            return _ClassFolder(self.root / split, self.class_names, loader=loader, allow_empty=split != "train")
+            return _ClassFolder(
+                self.root / split,
+                self.class_names,
+                loader=loader,
+                transform=to_uint8_tensor(resize_to=self.image_size),
+                allow_empty=split != "train",
+            )
         except FileNotFoundError as err:
             raise DataError(f"{self.root / split}: {err}") from err
 
+    def _splits(self) -> list[str]:
+        return [split for split in ("train", "val", "test") if (self.root / split).is_dir()]
+
+    def _cache_path(self, split: str, folder: datasets.ImageFolder) -> Path:
+        """Where the decoded images of ``folder`` are cached: named after its files, their sizes and times."""
+        digest = hashlib.sha256(repr((self.class_names, self.image_size, self.grayscale)).encode())
+        for path, label in folder.samples:
+            stat = os.stat(path)
+            digest.update(f"{os.path.relpath(path, self.root)}:{label}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        height, width = self.image_size
+        mode = "L" if self.grayscale else "RGB"
+        return self.root / CACHE_FOLDER / f"{split}-{height}x{width}-{mode}-{digest.hexdigest()[:16]}.pt"
+
+    def _decoded(self, split: str) -> TensorImages:
+        """All images of ``root/split`` as uint8 tensors: from the cache, or decoded once and cached."""
+        folder = self._folder(split)
+        path = self._cache_path(split, folder)
+        if path.is_file():
+            try:
+                return TensorImages(**torch.load(path, weights_only=True))
+            except Exception as err:  # a cache from an interrupted or older run: decode again
+                print(f"Ignoring the unreadable image cache {path} ({err}); decoding again", flush=True)
+        print(f"Decoding the {len(folder):,} images in {self.root / split} into memory (once: then cached)", flush=True)
+        batches = list(DataLoader(folder, batch_size=256, num_workers=self.num_workers))
+        if batches:
+            data = TensorImages(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
+        else:
+            data = TensorImages(torch.empty(0, *self.input_shape, dtype=torch.uint8), torch.empty(0))
+        try:
+            path.parent.mkdir(exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save({"images": data.images, "labels": data.labels}, partial)
+            os.replace(partial, path)  # atomic: a crash never leaves a truncated cache under the final name
+        except OSError as err:
+            print(f"Could not cache the decoded images in {path.parent} ({err}); they are decoded again next run")
+        return data
+
+    def _count(self) -> int:
+        return sum(len(self._folder(split)) for split in self._splits())
+
+    def prepare_data(self) -> None:
+        """Decode the images into the cache once, on one process per machine, when they are held in memory."""
+        if self.keep_in_memory(self._count()):
+            for split in self._splits():
+                self._decoded(split)
+
     def setup(self, stage: str) -> None:
-        """Index the image files, split off what has no folder of its own, and settle the normalization."""
-        train = self._folder("train")
-        has_val, has_test = (self.root / "val").is_dir(), (self.root / "test").is_dir()
-        sizes = ([] if has_val else [self.val_size]) + ([] if has_test else [self.test_size])
-        train_idx, *held_out = split_indices(len(train), sizes, self.seed)
-        size = self.image_size
+        """Read the images, split off what has no folder of its own, and settle the normalization."""
+        splits = self._splits()
+        in_memory = self.keep_in_memory(self._count())
+        parts = {split: self._decoded(split) if in_memory else self._folder(split) for split in splits}
+        sizes = ([] if "val" in parts else [self.val_size]) + ([] if "test" in parts else [self.test_size])
+        train_idx, *held_out = split_indices(len(parts["train"]), sizes, self.seed)
+        train = parts["train"]
         if self.mean is None:
-            channels = self.input_shape[0]
-            unnormalized = image_transform([0.0] * channels, [1.0] * channels, resize_to=size)
-            self.mean, self.std = channel_stats(
-                with_transform(train, unnormalized), train_idx, self.stats_images, self.seed
-            )
-        evaluate = image_transform(self.mean, self.std, resize_to=size)
-        augmented = image_transform(self.mean, self.std, resize_to=size, crop_to=size if self.augment else None)
-        self.train_set = Subset(with_transform(train, augmented), train_idx)
-        evaluated_train = with_transform(train, evaluate)
-        self.val_set = (
-            with_transform(self._folder("val"), evaluate) if has_val else Subset(evaluated_train, held_out.pop(0))
-        )
-        self.test_set = (
-            with_transform(self._folder("test"), evaluate) if has_test else Subset(evaluated_train, held_out.pop(0))
-        )
+            self.mean, self.std = channel_stats(train, train_idx, self.stats_images, self.seed)
+
+        def part(indices: list[int]) -> Dataset:
+            return train.subset(indices) if isinstance(train, TensorImages) else Subset(train, indices)
+
+        self.train_set = part(train_idx)
+        self.val_set = parts["val"] if "val" in parts else part(held_out.pop(0))
+        self.test_set = parts["test"] if "test" in parts else part(held_out.pop(0))

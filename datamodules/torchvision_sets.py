@@ -5,13 +5,15 @@ import io
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch.utils.data import Subset
 from torchvision import datasets
 from torchvision.datasets import VisionDataset
 
 from datamodules.base import ClassificationDataModule, split_indices
+from datamodules.batches import TensorImages
 from datamodules.errors import DataError
-from datamodules.transforms import image_transform, with_transform
+from datamodules.transforms import to_uint8_tensor, with_transform
 
 
 class TorchvisionDataModule(ClassificationDataModule):
@@ -27,7 +29,6 @@ class TorchvisionDataModule(ClassificationDataModule):
     files: ClassVar[str]  # where torchvision looks for the files, under data_dir
     mean: ClassVar[tuple[float, ...]]
     std: ClassVar[tuple[float, ...]]
-    augment: bool = False
 
     def __init__(self, data_dir: str = "./data", download: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -75,19 +76,28 @@ class TorchvisionDataModule(ClassificationDataModule):
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise self._missing(f"the download failed ({reason})") from err
 
+    def _tensors(self, dataset: VisionDataset) -> TensorImages:
+        """The whole dataset as uint8 tensors: torchvision already holds MNIST and CIFAR as arrays."""
+        images = torch.as_tensor(dataset.data)
+        images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)  # CIFAR is N, H, W, C
+        return TensorImages(images.contiguous(), torch.as_tensor(dataset.targets))
+
     def setup(self, stage: str) -> None:
         """Split the official train set into train and validation parts; open the official test set."""
-        evaluate = image_transform(self.mean, self.std)
         if stage in ("fit", "validate"):
-            crop = self.input_shape[1:] if self.augment else None
             train = self._open(train=True)
             train_idx, val_idx = split_indices(len(train), [self.val_size], self.seed)
-            self.train_set = Subset(
-                with_transform(train, image_transform(self.mean, self.std, crop_to=crop)), train_idx
-            )
-            self.val_set = Subset(with_transform(train, evaluate), val_idx)
+            if self.keep_in_memory(len(train)):
+                train = self._tensors(train)
+                self.train_set, self.val_set = train.subset(train_idx), train.subset(val_idx)
+            else:
+                train = with_transform(train, to_uint8_tensor())
+                self.train_set, self.val_set = Subset(train, train_idx), Subset(train, val_idx)
         if stage in ("test", "predict"):
-            self.test_set = self._open(train=False, transform=evaluate)
+            test = self._open(train=False)
+            self.test_set = (
+                self._tensors(test) if self.keep_in_memory(len(test)) else with_transform(test, to_uint8_tensor())
+            )
 
 
 class MNIST(TorchvisionDataModule):

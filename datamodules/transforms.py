@@ -1,32 +1,20 @@
-"""Per-image preprocessing: to a normalized float tensor, with optional resizing and augmentation."""
+"""Image preprocessing: per image to a uint8 tensor, then per batch on the device to normalized floats."""
 
 import copy
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor
 from torchvision.datasets import VisionDataset
 from torchvision.transforms import v2
 
 
-def image_transform(
-    mean: Sequence[float],
-    std: Sequence[float],
-    resize_to: tuple[int, int] | None = None,
-    crop_to: tuple[int, int] | None = None,
-) -> v2.Compose:
-    """A PIL image or uint8 tensor to a normalized float tensor of shape (channels, height, width).
-
-    ``resize_to`` resizes to (height, width). ``crop_to`` adds the standard CIFAR augmentation: a
-    random (height, width) crop after zero padding by an eighth of the height, and a random
-    horizontal flip.
-    """
+def to_uint8_tensor(resize_to: tuple[int, int] | None = None) -> v2.Compose:
+    """A PIL image (or array) to a uint8 tensor (channels, height, width), resized to (height, width) if given."""
     steps: list[v2.Transform] = [v2.ToImage()]
     if resize_to is not None:
         steps.append(v2.Resize(list(resize_to), antialias=True))
-    if crop_to is not None:
-        steps += [v2.RandomCrop(list(crop_to), padding=max(1, crop_to[0] // 8)), v2.RandomHorizontalFlip()]
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    return v2.Compose(steps)
+    return v2.Compose([*steps, v2.ToPureTensor()])
 
 
 def with_transform(dataset: VisionDataset, transform: v2.Transform) -> VisionDataset:
@@ -34,3 +22,30 @@ def with_transform(dataset: VisionDataset, transform: v2.Transform) -> VisionDat
     view = copy.copy(dataset)
     view.transform = transform
     return view
+
+
+def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """uint8 images (N, C, H, W) to float32, less ``mean`` and divided by ``std`` (both on a 0-1 scale)."""
+    scale = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255
+    shift = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255
+    return (images.float() - shift) / scale
+
+
+def random_crop_flip(images: Tensor, padding: int) -> Tensor:
+    """The standard CIFAR augmentation for a whole batch (N, C, H, W) at once, each image drawn on its own.
+
+    Each image is zero-padded by ``padding`` pixels, cropped back to its size at a random offset,
+    and flipped left-right with probability 1/2: the same as torchvision's ``RandomCrop(padding)``
+    followed by ``RandomHorizontalFlip`` per image, done by one gather on the batch's device.
+    """
+    n, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    top = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=images.device)
+    left = torch.randint(0, 2 * padding + 1, (n, 1), device=images.device)
+    flip = torch.rand(n, 1, device=images.device) < 0.5
+    columns = torch.arange(width, device=images.device)
+    columns = torch.where(flip, width - 1 - columns, columns) + left
+    rows = torch.arange(height, device=images.device).view(1, -1, 1) + top
+    batch = torch.arange(n, device=images.device).view(-1, 1, 1)
+    # Advanced indexing around the channel slice puts channels last: (N, H, W, C).
+    return padded[batch, :, rows, columns.unsqueeze(1)].permute(0, 3, 1, 2)

@@ -6,7 +6,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
@@ -21,16 +21,23 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 
-def stage_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """Accuracy, macro F1 and macro AUROC, named ``<prefix>acc``, ``<prefix>f1`` and ``<prefix>auroc``."""
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-            "auroc": MulticlassAUROC(num_classes),
-        },
-        prefix=prefix,
-    )
+STAGES = ("train", "val", "test")
+
+
+def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
+    """Accuracy and macro F1 named ``<stage>/acc`` and ``<stage>/f1``, and for val and test also macro AUROC.
+
+    Training skips AUROC (it keeps every prediction of the epoch) and the argument checks (each one
+    waits for the GPU), so that training steps run at full speed.
+    """
+    checks = stage != "train"
+    metrics: dict[str, Metric] = {
+        "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=checks),
+        "f1": MulticlassF1Score(num_classes, average="macro", validate_args=checks),
+    }
+    if stage != "train":
+        metrics["auroc"] = MulticlassAUROC(num_classes)
+    return MetricCollection(metrics, prefix=f"{stage}/")
 
 
 class ImageClassifier(LightningModule):
@@ -86,32 +93,56 @@ class ImageClassifier(LightningModule):
         self.save_hyperparameters()
         self.example_input_array = torch.zeros(2, *input_shape)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        self.train_metrics = stage_metrics(num_classes, "train/")
-        self.val_metrics = stage_metrics(num_classes, "val/")
-        self.test_metrics = stage_metrics(num_classes, "test/")
+        for stage in STAGES:  # train_metrics, val_metrics, test_metrics; train_loss, val_loss, test_loss
+            setattr(self, f"{stage}_metrics", stage_metrics(num_classes, stage))
+            # nan_strategy="disable": checking each loss for NaN would wait for the GPU on every step.
+            setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
 
     def model_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Forward one batch; returns the loss, the class probabilities and the targets."""
         x, y = batch
+        if x.dtype == torch.uint8:
+            raise TypeError(
+                "the model got raw uint8 images: the datamodule normalizes batches in on_after_batch_transfer, "
+                "so pass it to the Trainer, as in trainer.fit(model, datamodule=dm)"
+            )
         logits = self(x)
         return self.criterion(logits, y), logits.softmax(dim=-1), y
 
-    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str, metrics: MetricCollection) -> Tensor:
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         loss, probs, y = self.model_step(batch)
-        metrics.update(probs, y)
-        training = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, sync_dist=not training)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=not training)
+        getattr(self, f"{stage}_loss").update(loss.detach(), len(y))
+        getattr(self, f"{stage}_metrics").update(probs.detach(), y)
         return loss
 
+    def _log_epoch(self, stage: str) -> None:
+        # Logged as torchmetrics objects: Lightning computes them (summed over DDP ranks) and resets them.
+        self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), prog_bar=True)
+        self.log_dict(getattr(self, f"{stage}_metrics"), prog_bar=stage != "train")
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train", self.train_metrics)
+        loss = self._shared_step(batch, "train")
+        # A step's loss only where Lightning writes the logs: each self.log call costs about a millisecond,
+        # and the progress bar would wait for the GPU on every step to show it.
+        every = self.trainer.log_every_n_steps
+        if every and (self.global_step + 1) % every == 0:
+            self.log("train/loss_step", loss.detach())
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "val", self.val_metrics)
+        return self._shared_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "test", self.test_metrics)
+        return self._shared_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         """Class probabilities for a batch of images, or of (images, labels) pairs."""

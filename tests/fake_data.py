@@ -53,7 +53,7 @@ def write_cifar(root: Path, num_classes: int = 10, n_train: int = 100, n_test: i
 
     def batch(n: int) -> dict:
         labels = rng.integers(0, num_classes, size=n)
-        images = class_images(labels, 32, 32, 3, seed).transpose(0, 3, 1, 2).reshape(n, -1)
+        images = class_images(labels, 32, 32, 3, seed=int(rng.integers(2**31))).transpose(0, 3, 1, 2).reshape(n, -1)
         return {"data": images, label_key: labels.tolist()}
 
     per_file = n_train // len(train_files)

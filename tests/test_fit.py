@@ -67,7 +67,7 @@ def test_tensorboard_events_hold_curves_learning_rate_and_hparams(tmp_path: Path
         tags |= set(accumulator.Tags()["scalars"])
         with contextlib.suppress(KeyError):  # raised by a file with no hparams summary
             plugins |= set(accumulator.PluginTagToContent("hparams"))
-    assert {"train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/f1", "val/auroc", "test/acc"} <= tags
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/f1", "val/auroc", "test/acc"} <= tags
     assert any(tag.startswith("lr-") for tag in tags)
     assert "_hparams_/session_start_info" in plugins
 

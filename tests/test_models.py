@@ -103,7 +103,7 @@ def test_every_optimizer_and_schedule_trains(tmp_path: Path, optimizer: str, sch
     assert type(trainer.optimizers[0]).__name__.lower() == optimizer
     assert (lrs[0] == 0.01) == (scheduler in ("none", "plateau")), lrs
     assert set(trainer.callback_metrics) >= {
-        "train/loss_epoch",
+        "train/loss",
         "train/acc",
         "val/loss",
         "val/acc",

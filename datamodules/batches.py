@@ -1,0 +1,144 @@
+"""Batches for one process: exact sharding across DDP ranks, from tensors in memory or through a DataLoader."""
+
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from datamodules.errors import DataError
+
+
+class TensorImages(Dataset):
+    """Decoded images held as one uint8 tensor (N, C, H, W) with their int64 labels (N,)."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
+            raise ValueError(
+                f"TensorImages needs uint8 images (N, C, H, W) and N labels, got {images.dtype} "
+                f"{tuple(images.shape)} and {len(labels)} labels"
+            )
+        self.images = images
+        self.labels = labels.long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    def subset(self, indices: list[int]) -> "TensorImages":
+        """The images at ``indices``, copied into tensors of their own."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return TensorImages(self.images[index], self.labels[index])
+
+    def to(self, device: torch.device) -> "TensorImages":
+        """The same images on ``device`` (itself when they are there already)."""
+        if self.images.device == torch.device(device):
+            return self
+        return TensorImages(self.images.to(device), self.labels.to(device))
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Index batches of one process: every sample exactly once per epoch across all processes.
+
+    An epoch has ``ceil(n / (world_size * batch_size))`` batches on every process, so DDP ranks
+    always step together: full batches, then the remainder spread over the last batches of the
+    epoch so that none is empty (on one process: the usual full batches and one partial batch).
+    Nothing is padded or dropped, so validation and test samples are counted exactly once. With
+    ``shuffle``, the order is drawn anew each epoch from the seed (the same on every rank), then
+    dealt out to the ranks batch by batch.
+
+    Args:
+        n: Number of samples.
+        batch_size: Largest batch size.
+        shuffle: Reshuffle every epoch; otherwise batches follow the sample order.
+        seed: Seed of the shuffling; default: the one ``seed_everything`` set (``PL_GLOBAL_SEED``), else 0.
+        rank: This process's rank among ``world_size`` processes.
+        world_size: Number of processes that share the data.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if n < world_size:
+            raise DataError(f"cannot share {n} sample(s) among {world_size} processes: use fewer devices or more data")
+        self.n = n
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        if len(self) * world_size > n:
+            raise DataError(
+                f"{n} samples cannot give each of {world_size} processes {len(self)} non-empty batch(es) "
+                f"of at most {batch_size}: raise the batch size"
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch, so each epoch has its own order."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / (self.world_size * self.batch_size))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        total = len(self) * self.world_size
+        # Batch i ends where full batches would, but early enough to leave a sample for each later batch.
+        ends = [min((i + 1) * self.batch_size, self.n - (total - 1 - i)) for i in range(total - 1)]
+        batches = order.tensor_split(ends)
+        for batch in batches[self.rank :: self.world_size]:
+            yield batch.tolist()
+
+
+class TensorBatches:
+    """Batches of a :class:`TensorImages`, gathered by index in one operation: no DataLoader, no workers.
+
+    Not a DataLoader, so Lightning neither replaces its sampler nor pads it under DDP; it still
+    finds ``sampler`` and calls its ``set_epoch`` (``batch_sampler`` is the same object: Lightning
+    reads both attributes).
+    """
+
+    def __init__(self, data: TensorImages, sampler: ShardedBatchSampler) -> None:
+        self.data = data
+        self.sampler = self.batch_sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        device = self.data.images.device
+        for indices in self.sampler:
+            index = torch.tensor(indices, device=device)
+            yield self.data.images[index], self.data.labels[index]
+
+
+class LoaderBatches:
+    """Batches of a per-image dataset through a DataLoader with worker processes, by a :class:`ShardedBatchSampler`.
+
+    Wraps the DataLoader so that Lightning leaves the sharding to the sampler (see :class:`TensorBatches`).
+    """
+
+    def __init__(self, dataset: Dataset, sampler: ShardedBatchSampler, **loader_kwargs: Any) -> None:
+        self.loader = DataLoader(dataset, batch_sampler=sampler, **loader_kwargs)
+        self.sampler = self.batch_sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.loader)
