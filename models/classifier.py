@@ -25,18 +25,21 @@ STAGES = ("train", "val", "test")
 
 
 def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
-    """Accuracy and macro F1 named ``<stage>/acc`` and ``<stage>/f1``, and for val and test also macro AUROC.
+    """``<stage>/acc`` (accuracy); for val and test also ``<stage>/f1`` (macro F1) and ``<stage>/auroc`` (macro AUROC).
 
-    Training skips AUROC (it keeps every prediction of the epoch) and the argument checks (each one
-    waits for the GPU), so that training steps run at full speed.
+    Training keeps to accuracy without argument checks: F1 and AUROC would add about half a
+    millisecond to every step (AUROC keeps every prediction of the epoch), and each check waits for
+    the GPU, while a training-set F1 or AUROC says little that its accuracy does not.
     """
-    checks = stage != "train"
+    if stage == "train":
+        return MetricCollection(
+            {"acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False)}, prefix="train/"
+        )
     metrics: dict[str, Metric] = {
-        "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=checks),
-        "f1": MulticlassF1Score(num_classes, average="macro", validate_args=checks),
+        "acc": MulticlassAccuracy(num_classes, average="micro"),
+        "f1": MulticlassF1Score(num_classes, average="macro"),
+        "auroc": MulticlassAUROC(num_classes),
     }
-    if stage != "train":
-        metrics["auroc"] = MulticlassAUROC(num_classes)
     return MetricCollection(metrics, prefix=f"{stage}/")
 
 

@@ -1,10 +1,12 @@
 """scripts/fit.py end to end, in a subprocess, as a user runs it: on fake data in the real formats."""
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -127,13 +129,68 @@ def test_image_folder_and_cnn_from_the_short_flags(tmp_path: Path) -> None:
     assert config["seed_everything"] == 3 and config["trainer"]["max_epochs"] == 1
 
 
-def test_ddp_on_two_cpu_processes(tmp_path: Path, mnist_root: Path) -> None:
-    args = ["--data.data_dir", str(mnist_root), "--data.download", "false", *QUICK]
+RECORDER = '''
+import hashlib, json
+import torch
+from models import MLP
+
+class Recorder(MLP):
+    """The MLP, writing down which images each rank trains on, and the validation metrics of each epoch."""
+
+    def training_step(self, batch, batch_idx):
+        data = self.trainer.datamodule
+        pixels = torch.round((batch[0] * data.std[0] + data.mean[0]) * 255).to(torch.uint8)
+        with open(f"seen-epoch{self.current_epoch}-rank{self.global_rank}.txt", "a") as file:
+            file.writelines(hashlib.sha1(image.numpy().tobytes()).hexdigest() + "\\n" for image in pixels)
+        return super().training_step(batch, batch_idx)
+
+    def on_validation_epoch_end(self):
+        metrics = {name: float(value) for name, value in self.val_metrics.compute().items()}
+        metrics["val/loss"] = float(self.val_loss.compute())
+        if self.global_rank == 0:
+            with open(f"val-epoch{self.current_epoch}.json", "w") as file:
+                json.dump(metrics, file)
+        super().on_validation_epoch_end()
+'''
+
+
+def fingerprints(images: torch.Tensor) -> Counter:
+    return Counter(hashlib.sha1(image.numpy().tobytes()).hexdigest() for image in images)
+
+
+def test_ddp_on_two_cpu_processes_shards_every_sample_exactly_once(tmp_path: Path, mnist_root: Path) -> None:
+    (tmp_path / "recorder.py").write_text(RECORDER)
+    data = ["--data.data_dir", str(mnist_root), "--data.download", "false", "--data.val_size", "59"]
+    args = ["--model", "recorder.Recorder", *data, *QUICK, "--max_epochs", "2"]
     result = run_fit(*args, "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
     assert result.stdout.count("Test accuracy:") == 1  # the summary comes from rank 0 only
-    assert json.loads((only_run_dir(tmp_path) / "test_metrics.json").read_text())["test/acc"] >= 0
+
+    # Training: each epoch, the two ranks together see every training image exactly once, in a new order.
+    dm = MNIST(data_dir=str(mnist_root), download=False, val_size=59, num_workers=0, batch_size=32)
+    dm.setup("fit")
+    train = fingerprints(dm.train_set.images)
+    orders = []
+    for epoch in (0, 1):
+        ranks = [(tmp_path / f"seen-epoch{epoch}-rank{rank}.txt").read_text().split() for rank in (0, 1)]
+        assert abs(len(ranks[0]) - len(ranks[1])) <= 1
+        assert Counter(ranks[0] + ranks[1]) == train
+        orders.append(ranks[0])
+    assert orders[0] != orders[1]
+
+    # Validation (59 images: no even split) and test metrics count every sample once: as on one process.
+    run = only_run_dir(tmp_path)
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    model = MLP.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
+    (validated,) = trainer.validate(model, datamodule=dm, verbose=False)
+    for name, value in json.loads((tmp_path / "val-epoch1.json").read_text()).items():
+        assert validated[name] == pytest.approx(value, abs=1e-6), name
+    written = json.loads((run / "test_metrics.json").read_text())
+    model = MLP.load_from_checkpoint(written["checkpoint"])
+    (tested,) = trainer.test(model, datamodule=dm, verbose=False)
+    for name in ("test/acc", "test/f1", "test/auroc", "test/loss"):
+        assert tested[name] == pytest.approx(written[name], abs=1e-6), name
 
 
 def test_bf16_mixed_precision_on_cpu(tmp_path: Path) -> None:
