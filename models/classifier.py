@@ -114,7 +114,8 @@ class ImageClassifier(LightningModule):
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         loss, probs, y = self.model_step(batch)
-        getattr(self, f"{stage}_loss").update(loss.detach(), len(y))
+        # One value per sample, not (loss, weight=len(y)): torchmetrics ignores weights under nan_strategy="disable".
+        getattr(self, f"{stage}_loss").update(loss.detach().expand(len(y)))
         getattr(self, f"{stage}_metrics").update(probs.detach(), y)
         return loss
 

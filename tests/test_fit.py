@@ -2,8 +2,10 @@
 
 import contextlib
 import hashlib
+import importlib
 import importlib.util
 import json
+import re
 import sys
 import textwrap
 from collections import Counter
@@ -158,7 +160,9 @@ def fingerprints(images: torch.Tensor) -> Counter:
     return Counter(hashlib.sha1(image.numpy().tobytes()).hexdigest() for image in images)
 
 
-def test_ddp_on_two_cpu_processes_shards_every_sample_exactly_once(tmp_path: Path, mnist_root: Path) -> None:
+def test_ddp_on_two_cpu_processes_shards_every_sample_exactly_once(
+    tmp_path: Path, mnist_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "recorder.py").write_text(RECORDER)
     data = ["--data.data_dir", str(mnist_root), "--data.download", "false", "--data.val_size", "59"]
     args = ["--model", "recorder.Recorder", *data, *QUICK, "--max_epochs", "2"]
@@ -174,23 +178,27 @@ def test_ddp_on_two_cpu_processes_shards_every_sample_exactly_once(tmp_path: Pat
     orders = []
     for epoch in (0, 1):
         ranks = [(tmp_path / f"seen-epoch{epoch}-rank{rank}.txt").read_text().split() for rank in (0, 1)]
-        assert abs(len(ranks[0]) - len(ranks[1])) <= 1
+        assert ranks[0] and ranks[1]
         assert Counter(ranks[0] + ranks[1]) == train
         orders.append(ranks[0])
     assert orders[0] != orders[1]
 
     # Validation (59 images: no even split) and test metrics count every sample once: as on one process.
     run = only_run_dir(tmp_path)
+    tested_ddp = json.loads((run / "test_metrics.json").read_text())
+    best_epoch = re.search(r"best-epoch=(\d+)", tested_ddp["checkpoint"])[1]
+    validated_ddp = json.loads((tmp_path / f"val-epoch{best_epoch}.json").read_text())
+    monkeypatch.chdir(tmp_path)  # the recorder writes its files here
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recorder = importlib.import_module("recorder")
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    model = MLP.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
+    model = recorder.Recorder.load_from_checkpoint(tested_ddp["checkpoint"])
     (validated,) = trainer.validate(model, datamodule=dm, verbose=False)
-    for name, value in json.loads((tmp_path / "val-epoch1.json").read_text()).items():
+    for name, value in validated_ddp.items():
         assert validated[name] == pytest.approx(value, abs=1e-6), name
-    written = json.loads((run / "test_metrics.json").read_text())
-    model = MLP.load_from_checkpoint(written["checkpoint"])
     (tested,) = trainer.test(model, datamodule=dm, verbose=False)
     for name in ("test/acc", "test/f1", "test/auroc", "test/loss"):
-        assert tested[name] == pytest.approx(written[name], abs=1e-6), name
+        assert tested[name] == pytest.approx(tested_ddp[name], abs=1e-6), name
 
 
 def test_bf16_mixed_precision_on_cpu(tmp_path: Path) -> None:
