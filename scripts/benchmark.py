@@ -144,38 +144,43 @@ def tutorial_dataset(
     return datasets.ImageFolder(str(Path(data_dir) / "train"), transform=transform)
 
 
-def plain_loop(
-    args: argparse.Namespace,
-    model: ImageClassifier,
-    epoch_batches: Callable[[], Iterable[tuple[Tensor, Tensor]]],
-    steps_per_epoch: int,
-) -> list[float]:
-    """Train ``model`` with the same optimizer, schedule and precision as the project; samples/s per epoch."""
-    device = torch.device(args.device)
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=model.hparams.lr, weight_decay=model.hparams.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=model.hparams.lr, total_steps=steps_per_epoch * args.epochs
-    )
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    speeds = []
-    for _ in range(args.epochs):
-        synchronize(device)
+class PlainLoop:
+    """A hand-written training loop with the project's optimizer, schedule and precision; one epoch per call."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        model: ImageClassifier,
+        epoch_batches: Callable[[], Iterable[tuple[Tensor, Tensor]]],
+        steps_per_epoch: int,
+    ) -> None:
+        self.device = torch.device(args.device)
+        self.model = model.to(self.device).train()
+        self.epoch_batches = epoch_batches
+        hp = model.hparams
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=hp.lr, total_steps=steps_per_epoch * args.epochs
+        )
+        self.dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+
+    def epoch(self) -> float:
+        """Train one epoch; returns its samples per second."""
+        synchronize(self.device)
         start, samples = time.perf_counter(), 0
-        for x, y in epoch_batches():
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = model.criterion(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
+        for x, y in self.epoch_batches():
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                loss = self.model.criterion(self.model(x), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.step()
             samples += len(y)
-        synchronize(device)
-        speeds.append(samples / (time.perf_counter() - start))
-    return speeds
+        synchronize(self.device)
+        return samples / (time.perf_counter() - start)
 
 
 def synchronize(device: torch.device) -> None:
@@ -197,12 +202,12 @@ def run_tutorial(args: argparse.Namespace, data_dir: str) -> list[float]:
         num_workers=args.tutorial_workers,
         pin_memory=args.device == "cuda",
     )
-    return plain_loop(args, model, lambda: loader, len(loader))
+    loop = PlainLoop(args, model, lambda: loader, len(loader))
+    return {"a": [loop.epoch() for _ in range(args.epochs)]}
 
 
-def run_tensors(args: argparse.Namespace, data_dir: str) -> list[float]:
+def tensor_loop(args: argparse.Namespace, model: ImageClassifier, data: ClassificationDataModule) -> PlainLoop:
     """(b): normalized tensors already on the device, sliced by a fresh permutation every epoch."""
-    model, data = project_parts(args, data_dir)
     device = torch.device(args.device)
     images = data.preprocess(data.train_set.images[: args.samples].to(device), train=False)
     labels = data.train_set.labels[: args.samples].to(device)
@@ -213,16 +218,31 @@ def run_tensors(args: argparse.Namespace, data_dir: str) -> list[float]:
             index = order[start : start + args.batch_size]
             yield images[index], labels[index]
 
-    return plain_loop(args, model, epoch, -(-len(labels) // args.batch_size))
+    return PlainLoop(args, model, epoch, -(-len(labels) // args.batch_size))
 
 
-def run_project(args: argparse.Namespace, data_dir: str) -> list[float]:
-    """(c): scripts/fit.py's model, datamodule and Trainer, timed per training epoch by a callback."""
+def run_tensors(args: argparse.Namespace, data_dir: str) -> dict[str, list[float]]:
+    """(b) on its own, in this process."""
+    loop = tensor_loop(args, *project_parts(args, data_dir))
+    return {"b": [loop.epoch() for _ in range(args.epochs)]}
+
+
+def run_project(args: argparse.Namespace, data_dir: str) -> dict[str, list[float]]:
+    """(c): scripts/fit.py's model, datamodule and Trainer, timed per training epoch by a callback.
+
+    After each of its epochs, the same callback trains (b), a separate copy of the model, for one
+    epoch: the two alternate in one process, so a machine's changing speed touches both alike.
+    """
     from lightning.pytorch import Callback
 
-    speeds: list[float] = []
+    speeds: dict[str, list[float]] = {"c": [], "b": []}
 
     class EpochTimer(Callback):
+        def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+            hparams = {name: value for name, value in pl_module.hparams.items() if not name.startswith("_")}
+            model = type(pl_module)(**hparams)
+            self.paired = tensor_loop(args, model, trainer.datamodule)
+
         def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
             synchronize(pl_module.device)
             self.start = time.perf_counter()
@@ -230,7 +250,8 @@ def run_project(args: argparse.Namespace, data_dir: str) -> list[float]:
         def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
             synchronize(pl_module.device)
             samples = min(len(trainer.datamodule.train_set), trainer.num_training_batches * args.batch_size)
-            speeds.append(samples / (time.perf_counter() - self.start))
+            speeds["c"].append(samples / (time.perf_counter() - self.start))
+            speeds["b"].append(self.paired.epoch())
 
     accelerator = "gpu" if args.device == "cuda" else "cpu"
     options = ["--accelerator", accelerator, "--devices", "1", "--precision", args.precision]
@@ -256,7 +277,7 @@ def worker(args: argparse.Namespace) -> None:
     data_dir = os.environ["BENCHMARK_DATA_DIR"]
     run = {"a": run_tutorial, "b": run_tensors, "c": run_project}[args.worker]
     speeds = run(args, data_dir)
-    print("BENCHMARK " + json.dumps({"speeds": speeds, "peak_mib": peak_memory(args.device)}), flush=True)
+    print("BENCHMARK " + json.dumps({**speeds, "peak_mib": peak_memory(args.device)}), flush=True)
 
 
 def measure(method: str, argv: list[str], data_dir: str, workdir: str) -> dict:
@@ -289,21 +310,27 @@ def main() -> int:
         for round_ in range(args.rounds):
             for method in args.methods:
                 figures[method].append(measure(method, argv, data_dir, workdir))
-                speeds = figures[method][-1]["speeds"][1:]
+                speeds = figures[method][-1][method][1:]
                 print(f"round {round_ + 1}, {METHODS[method]}: {', '.join(f'{s:,.0f}' for s in speeds)} samples/s")
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {os.cpu_count()} cores"
     print(
         f"\n{args.model} on {args.data}{' (generated)' if args.generate else ''}, batch {args.batch_size}, "
-        f"{args.precision}, {device}, torch {torch.__version__}"
+        f"{args.precision}, {device}, torch {torch.__version__}; median over epochs (warm-up excluded)"
     )
     speed = {}
     for method in args.methods:
-        speed[method] = statistics.median(s for run in figures[method] for s in run["speeds"][1:])
+        speed[method] = statistics.median(s for run in figures[method] for s in run[method][1:])
         peak = max(run["peak_mib"] for run in figures[method])
         print(f"  ({method}) {METHODS[method]:32s} {speed[method]:10,.0f} samples/s   peak {peak:8,.0f} MiB")
+    if "c" in speed:
+        pairs = [c / b for run in figures["c"] for c, b in zip(run["c"][1:], run["b"][1:], strict=True)]
+        print(
+            f"  c/b = {statistics.median(pairs):.2f}  (epoch by epoch, (b) alternating with (c) in its process; "
+            f"range {min(pairs):.2f}-{max(pairs):.2f})"
+        )
     for top, bottom in (("c", "b"), ("c", "a"), ("b", "a")):
         if top in speed and bottom in speed:
-            print(f"  {top}/{bottom} = {speed[top] / speed[bottom]:.2f}")
+            print(f"  {top}/{bottom} = {speed[top] / speed[bottom]:.2f}  (medians of separate processes)")
     return 0
 
 

@@ -27,20 +27,25 @@ def quick_trainer(tmp_path: Path, **kwargs) -> Trainer:
     return Trainer(**{**options, **kwargs})
 
 
-@pytest.mark.parametrize("model_class", [MLP, CNN])
-def test_model_overfits_one_batch(model_class: type[ImageClassifier]) -> None:
-    torch.manual_seed(0)
-    model = model_class(num_classes=10, input_shape=(1, 28, 28), scheduler="none", lr=3e-3)
+def overfit(model: ImageClassifier, x: torch.Tensor, y: torch.Tensor, steps: int) -> tuple[float, float]:
+    """Train ``model`` on one batch for ``steps`` steps with its own optimizer; the first and last losses."""
     optimizer = model.configure_optimizers()["optimizer"]
-    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
-    first = None
-    for _ in range(60):
+    losses = []
+    for _ in range(steps):
         loss = model.model_step((x, y))[0]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        first = first if first is not None else loss.item()
-    assert loss.item() < first / 20
+        losses.append(loss.item())
+    return losses[0], losses[-1]
+
+
+@pytest.mark.parametrize("model_class", [MLP, CNN])
+def test_model_overfits_one_batch(model_class: type[ImageClassifier]) -> None:
+    torch.manual_seed(0)
+    model = model_class(num_classes=10, input_shape=(1, 28, 28), scheduler="none", lr=3e-3)
+    first, last = overfit(model, torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,)), steps=60)
+    assert last < first / 20
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models import ResNet9
+from tests.test_models import overfit
 
 SHAPES = [(1, 28, 28), (3, 32, 32), (1, 8, 8)]
 
@@ -46,16 +47,9 @@ def test_test_time_augmentation_is_the_mean_over_the_flip_in_eval_mode_only() ->
 def test_resnet9_overfits_one_batch() -> None:
     torch.manual_seed(0)
     model = ResNet9(10, (3, 32, 32), width=0.0625, optimizer="sgd", lr=0.1, scheduler="none")
-    optimizer = model.configure_optimizers()["optimizer"]
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
-    first = None
-    for _ in range(25):
-        loss = model.model_step((x, y))[0]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        first = first if first is not None else loss.item()
-    assert loss.item() < first / 20, (first, loss.item())
+    first, last = overfit(model, x, y, steps=25)
+    assert last < first / 20, (first, last)
     # Eval mode (running BatchNorm statistics, flip TTA) still knows the batch.
     model.eval()
     with torch.no_grad():
