@@ -121,14 +121,16 @@ def test_own_model_from_a_file_outside_the_project(tmp_path: Path) -> None:
     assert model.net[1].out_features == 8 and model.hparams.optimizer == "sgd"
 
 
-def test_image_folder_and_cnn_from_the_short_flags(tmp_path: Path) -> None:
+def test_image_folder_and_cnn_from_the_short_flags_read_image_by_image(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "images", {"train": 12, "test": 4}, size=(16, 16))
-    result = run_fit(
-        "--model", "CNN", "--data", "ImageFolder", "--data.root", str(root), "--seed", "3", *QUICK, cwd=tmp_path
-    )
+    per_image = ["--data.in_memory", "false", "--data.num_workers", "1"]  # DataLoader workers decode each epoch
+    args = ["--model", "CNN", "--data", "ImageFolder", "--data.root", str(root), "--seed", "3", *QUICK, *per_image]
+    result = run_fit(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())
     assert config["seed_everything"] == 3 and config["trainer"]["max_epochs"] == 1
+    assert config["data"]["init_args"]["in_memory"] is False
+    assert not (root / ".tensor_cache").exists(), "nothing is decoded ahead when images are read one by one"
 
 
 RECORDER = '''
