@@ -92,7 +92,8 @@ class ShardedBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return math.ceil(self.n / (self.world_size * self.batch_size))
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def index_batches(self) -> list[Tensor]:
+        """This epoch's batches of this process, as tensors of sample indices."""
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
@@ -100,8 +101,10 @@ class ShardedBatchSampler(Sampler[list[int]]):
         total = len(self) * self.world_size
         # Batch i ends where full batches would, but early enough to leave a sample for each later batch.
         ends = [min((i + 1) * self.batch_size, self.n - (total - 1 - i)) for i in range(total - 1)]
-        batches = order.tensor_split(ends)
-        for batch in batches[self.rank :: self.world_size]:
+        return list(order.tensor_split(ends)[self.rank :: self.world_size])
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.index_batches():
             yield batch.tolist()
 
 
@@ -121,9 +124,10 @@ class TensorBatches:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        device = self.data.images.device
-        for indices in self.sampler:
-            index = torch.tensor(indices, device=device)
+        batches = self.sampler.index_batches()
+        # One copy of the epoch's indices to the data's device, not one (waiting) copy per batch.
+        indices = torch.cat(batches).to(self.data.images.device)
+        for index in indices.split([len(batch) for batch in batches]):
             yield self.data.images[index], self.data.labels[index]
 
 

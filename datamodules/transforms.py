@@ -1,6 +1,7 @@
 """Image preprocessing: per image to a uint8 tensor, then per batch on the device to normalized floats."""
 
 import copy
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -24,10 +25,18 @@ def with_transform(dataset: VisionDataset, transform: v2.Transform) -> VisionDat
     return view
 
 
+@functools.cache
+def _pixel_statistics(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """``mean`` and ``std`` on a 0-255 scale, shaped (1, C, 1, 1), on ``device``: made once, not copied per batch."""
+    return (
+        torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255,
+        torch.tensor(std, device=device).view(1, -1, 1, 1) * 255,
+    )
+
+
 def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """uint8 images (N, C, H, W) to float32, less ``mean`` and divided by ``std`` (both on a 0-1 scale)."""
-    scale = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255
-    shift = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255
+    shift, scale = _pixel_statistics(tuple(mean), tuple(std), images.device)
     return (images.float() - shift) / scale
 
 
