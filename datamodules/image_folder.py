@@ -147,8 +147,9 @@ class ImageFolder(ClassificationDataModule):
         except FileNotFoundError as err:
             raise DataError(f"{self.root / split}: {err}") from err
 
-    def _splits(self) -> list[str]:
-        return [split for split in ("train", "val", "test") if (self.root / split).is_dir()]
+    def _folders(self) -> dict[str, datasets.ImageFolder]:
+        """The file lists of train/ and of whichever of val/ and test/ exist, each folder scanned once."""
+        return {split: self._folder(split) for split in ("train", "val", "test") if (self.root / split).is_dir()}
 
     def _cache_path(self, split: str, folder: datasets.ImageFolder) -> Path:
         """Where the decoded images of ``folder`` are cached: named after its files, their sizes and times."""
@@ -160,9 +161,8 @@ class ImageFolder(ClassificationDataModule):
         mode = "L" if self.grayscale else "RGB"
         return self.root / CACHE_FOLDER / f"{split}-{height}x{width}-{mode}-{digest.hexdigest()[:16]}.pt"
 
-    def _decoded(self, split: str) -> TensorImages:
-        """All images of ``root/split`` as uint8 tensors: from the cache, or decoded once and cached."""
-        folder = self._folder(split)
+    def _decoded(self, split: str, folder: datasets.ImageFolder) -> TensorImages:
+        """All images of ``folder`` (``root/split``) as uint8 tensors: from the cache, or decoded once and cached."""
         path = self._cache_path(split, folder)
         if path.is_file():
             try:
@@ -184,20 +184,23 @@ class ImageFolder(ClassificationDataModule):
             print(f"Could not cache the decoded images in {path.parent} ({err}); they are decoded again next run")
         return data
 
-    def _count(self) -> int:
-        return sum(len(self._folder(split)) for split in self._splits())
-
     def prepare_data(self) -> None:
         """Decode the images into the cache once, on one process per machine, when they are held in memory."""
-        if self.keep_in_memory(self._count()):
-            for split in self._splits():
-                self._decoded(split)
+        folders = self._folders()
+        if self.keep_in_memory(sum(map(len, folders.values()))):
+            for split, folder in folders.items():
+                self._decoded(split, folder)
 
     def setup(self, stage: str) -> None:
-        """Read the images, split off what has no folder of its own, and settle the normalization."""
-        splits = self._splits()
-        in_memory = self.keep_in_memory(self._count())
-        parts = {split: self._decoded(split) if in_memory else self._folder(split) for split in splits}
+        """Read the images, split off what has no folder of its own, and settle the normalization.
+
+        The parts are built on the first call; the later stages of a run (test after fit) reuse them.
+        """
+        if self.train_set is not None:
+            return
+        folders = self._folders()
+        in_memory = self.keep_in_memory(sum(map(len, folders.values())))
+        parts = {split: self._decoded(split, folder) if in_memory else folder for split, folder in folders.items()}
         sizes = ([] if "val" in parts else [self.val_size]) + ([] if "test" in parts else [self.test_size])
         train_idx, *held_out = split_indices(len(parts["train"]), sizes, self.seed)
         train = parts["train"]
