@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 from torchvision import datasets, transforms
 
-from datamodules import MNIST, ClassificationDataModule, ImageFolder
+from datamodules import ClassificationDataModule
 from models import ImageClassifier
 
 METHODS = {"a": "tutorial loop (PIL per image)", "b": "hand-written loop (tensors)", "c": "this project (Lightning)"}
@@ -123,15 +123,10 @@ def fit_args(args: argparse.Namespace, data_dir: str) -> list[str]:
 
 def project_parts(args: argparse.Namespace, data_dir: str) -> tuple[ImageClassifier, ClassificationDataModule]:
     """The model and the (set up) datamodule that scripts/fit.py builds, for the plain loops to share."""
-    data: ClassificationDataModule
-    if args.data == "mnist":
-        data = MNIST(data_dir=data_dir, download=False, batch_size=args.batch_size, in_memory=True)
-    else:
-        data = ImageFolder(root=data_dir, image_size=32, batch_size=args.batch_size, in_memory=True)
-    data.prepare_data()
-    data.setup("fit")
-    model_class = getattr(__import__("models"), args.model)
-    return model_class(num_classes=data.num_classes, input_shape=data.input_shape), data
+    cli = fit.build_cli(fit_args(args, data_dir))
+    cli.datamodule.prepare_data()
+    cli.datamodule.setup("fit")
+    return cli.model, cli.datamodule
 
 
 def tutorial_dataset(
