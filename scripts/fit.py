@@ -203,5 +203,14 @@ def main() -> int:
     return 0
 
 
+def run() -> int:
+    """``main``, then the process group torn down: left to interpreter shutdown, gloo can abort the process."""
+    try:
+        return main()
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
