@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
-from datamodules.batches import LoaderBatches, ShardedBatchSampler, TensorBatches, TensorImages
+from datamodules.batches import LoaderBatches, ShardedBatches, ShardedBatchSampler, TensorBatches, TensorImages
 from datamodules.errors import DataError
 from datamodules.transforms import normalize, random_crop_flip
 
@@ -31,6 +31,17 @@ def split_indices(n: int, sizes: Sequence[float], seed: int) -> list[list[int]]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     bounds = list(accumulate([n - sum(counts), *counts]))
     return [order[: bounds[0]]] + [order[start:end] for start, end in pairwise(bounds)]
+
+
+def dataset_labels(dataset: Dataset) -> Tensor | None:
+    """The labels of every sample of ``dataset``, where it holds them without reading its images."""
+    if isinstance(dataset, TensorImages):
+        return dataset.labels
+    if isinstance(dataset, Subset):
+        labels = dataset_labels(dataset.dataset)
+        return None if labels is None else labels[torch.as_tensor(dataset.indices, dtype=torch.long)]
+    targets = getattr(dataset, "targets", None)
+    return None if targets is None else torch.as_tensor(targets)
 
 
 def default_num_workers() -> int:
@@ -94,7 +105,7 @@ class ClassificationDataModule(LightningDataModule):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if num_workers is not None and num_workers < 0:
             raise ValueError(f"num_workers must be 0 or more, got {num_workers}")
-        if val_size <= 0:
+        if not 0 < val_size < float("inf"):
             raise ValueError(f"val_size must be positive (a fraction below 1 or a count), got {val_size}")
         self.save_hyperparameters()
         self.batch_size = batch_size
@@ -107,6 +118,8 @@ class ClassificationDataModule(LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self.train_batches: ShardedBatches | None = None
+        self.resume_position: dict[str, int] | None = None
 
     def keep_in_memory(self, n_images: int) -> bool:
         """Whether ``n_images`` of ``input_shape`` are to be decoded into memory (see ``in_memory``)."""
@@ -124,6 +137,13 @@ class ClassificationDataModule(LightningDataModule):
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> TensorBatches | LoaderBatches:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its data loaders are asked for")
+        labels = dataset_labels(dataset)
+        if labels is not None and len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes:
+            wrong = labels[(labels < 0) | (labels >= self.num_classes)]
+            raise DataError(
+                f"{len(wrong)} label(s) out of range in {type(self).__name__}'s data, e.g. {int(wrong[0])}: "
+                f"its {self.num_classes} classes are numbered 0 to {self.num_classes - 1}; fix the label files"
+            )
         trainer = self.trainer
         sampler = ShardedBatchSampler(
             len(dataset),
@@ -143,7 +163,27 @@ class ClassificationDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatches | LoaderBatches:
-        return self._loader(self.train_set, shuffle=True)
+        if self.train_set is not None and self.batch_size > len(self.train_set):
+            raise DataError(
+                f"--data.batch_size {self.batch_size} is larger than the training set ({len(self.train_set)} "
+                f"images): use at most {len(self.train_set)}"
+            )
+        self.train_batches = self._loader(self.train_set, shuffle=True)
+        if self.resume_position is not None:
+            self.train_batches.load_state_dict(self.resume_position)
+            self.resume_position = None
+        return self.train_batches
+
+    # Lightning restores the training loader's place in its epoch only when it makes the loader after
+    # loading the checkpoint; a per-step schedule asks for the loader earlier (to count the steps), so
+    # the datamodule, restored first, keeps that place in the checkpoint and hands it to the loader.
+    def state_dict(self) -> dict[str, Any]:
+        """The training batches' place in their epoch, for a resumed run to go on from there."""
+        return {"train_batches": self.train_batches.state_dict()} if self.train_batches is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take the place saved by :meth:`state_dict`, for the next training loader."""
+        self.resume_position = state_dict.get("train_batches")
 
     def val_dataloader(self) -> TensorBatches | LoaderBatches:
         return self._loader(self.val_set, shuffle=False)

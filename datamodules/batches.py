@@ -2,6 +2,7 @@
 
 import math
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,7 +51,8 @@ class ShardedBatchSampler(Sampler[list[int]]):
     epoch so that none is empty (on one process: the usual full batches and one partial batch).
     Nothing is padded or dropped, so validation and test samples are counted exactly once. With
     ``shuffle``, the order is drawn anew each epoch from the seed (the same on every rank), then
-    dealt out to the ranks batch by batch.
+    dealt out to the ranks batch by batch. An epoch resumed from a checkpoint starts at batch
+    ``start`` of its order, so that it ends as the interrupted one would have.
 
     Args:
         n: Number of samples.
@@ -79,6 +81,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.start = 0
         if len(self) * world_size > n:
             raise DataError(
                 f"{n} samples cannot give each of {world_size} processes {len(self)} non-empty batch(es) "
@@ -87,6 +90,8 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at the start of every epoch, so each epoch has its own order."""
+        if epoch != self.epoch:
+            self.start = 0
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -101,48 +106,76 @@ class ShardedBatchSampler(Sampler[list[int]]):
         total = len(self) * self.world_size
         # Batch i ends where full batches would, but early enough to leave a sample for each later batch.
         ends = [min((i + 1) * self.batch_size, self.n - (total - 1 - i)) for i in range(total - 1)]
-        return list(order.tensor_split(ends)[self.rank :: self.world_size])
+        return list(order.tensor_split(ends)[self.rank :: self.world_size])[self.start :]
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.index_batches():
             yield batch.tolist()
 
 
-class TensorBatches:
-    """Batches of a :class:`TensorImages`, gathered by index in one operation: no DataLoader, no workers.
+class ShardedBatches(ABC):
+    """Batches of one process by a :class:`ShardedBatchSampler`, resumable in the middle of an epoch.
 
-    Not a DataLoader, so Lightning neither replaces its sampler nor pads it under DDP; it still
+    Not a DataLoader, so Lightning neither replaces the sampler nor pads it under DDP; it still
     finds ``sampler`` and calls its ``set_epoch`` (``batch_sampler`` is the same object: Lightning
-    reads both attributes).
+    reads both attributes). Lightning saves ``state_dict()`` in every checkpoint and hands it back
+    to ``load_state_dict`` on resuming, so a resumed epoch goes on with the batches it had not yet
+    trained on. Subclasses yield the batches in ``batches()``.
     """
 
-    def __init__(self, data: TensorImages, sampler: ShardedBatchSampler) -> None:
-        self.data = data
+    def __init__(self, sampler: ShardedBatchSampler) -> None:
         self.sampler = self.batch_sampler = sampler
+        self.taken = 0  # batches of the current epoch handed out, those skipped on resuming included
 
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    @abstractmethod
+    def batches(self) -> Iterator[Any]:
+        """This epoch's batches from the sampler's ``start`` on."""
+
+    def __iter__(self) -> Iterator[Any]:
+        # The loop's fetcher asks for no batch ahead of the one it trains on (it knows the length),
+        # so the batches handed out are the batches trained on when a checkpoint is saved.
+        self.taken = self.sampler.start
+        for batch in self.batches():
+            self.taken += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the current epoch stands: its number and the batches handed out so far."""
+        return {"epoch": self.sampler.epoch, "taken": self.taken}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from ``state``: the rest of its epoch, or the next epoch when that one was complete."""
+        done = state["taken"] >= len(self)
+        self.sampler.epoch = state["epoch"] + done
+        self.sampler.start = 0 if done else state["taken"]
+
+
+class TensorBatches(ShardedBatches):
+    """Batches of a :class:`TensorImages`, gathered by index in one operation: no DataLoader, no workers."""
+
+    def __init__(self, data: TensorImages, sampler: ShardedBatchSampler) -> None:
+        super().__init__(sampler)
+        self.data = data
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         batches = self.sampler.index_batches()
+        if not batches:
+            return
         # One copy of the epoch's indices to the data's device, not one (waiting) copy per batch.
         indices = torch.cat(batches).to(self.data.images.device)
         for index in indices.split([len(batch) for batch in batches]):
             yield self.data.images[index], self.data.labels[index]
 
 
-class LoaderBatches:
-    """Batches of a per-image dataset through a DataLoader with worker processes, by a :class:`ShardedBatchSampler`.
-
-    Wraps the DataLoader so that Lightning leaves the sharding to the sampler (see :class:`TensorBatches`).
-    """
+class LoaderBatches(ShardedBatches):
+    """Batches of a per-image dataset through a DataLoader with worker processes, by a :class:`ShardedBatchSampler`."""
 
     def __init__(self, dataset: Dataset, sampler: ShardedBatchSampler, **loader_kwargs: Any) -> None:
+        super().__init__(sampler)
         self.loader = DataLoader(dataset, batch_sampler=sampler, **loader_kwargs)
-        self.sampler = self.batch_sampler = sampler
 
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self) -> Iterator[Any]:
+    def batches(self) -> Iterator[Any]:
         return iter(self.loader)

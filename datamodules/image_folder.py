@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets
 
@@ -20,10 +20,20 @@ GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 CACHE_FOLDER = ".tensor_cache"  # under root: decoded images, reused while the files are unchanged
 
 
+def open_image(path: str) -> Image.Image:
+    """The decoded image in the file at ``path``, in its own colour mode."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except OSError as err:  # PIL's UnidentifiedImageError and "image file is truncated" are OSErrors
+        reason = "not an image, or damaged" if isinstance(err, UnidentifiedImageError) else str(err)
+        raise DataError(f"cannot read the image {path} ({reason}): remove or replace it") from err
+
+
 def load_image(path: str, mode: str) -> Image.Image:
-    """Open an image file and convert it to ``mode`` ("L" for grey, "RGB" for colour)."""
-    with open(path, "rb") as file:
-        return Image.open(file).convert(mode)
+    """The image in the file at ``path``, converted to ``mode`` ("L" for grey, "RGB" for colour)."""
+    return open_image(path).convert(mode)
 
 
 class _ClassFolder(datasets.ImageFolder):
@@ -127,11 +137,7 @@ class ImageFolder(ClassificationDataModule):
         for class_dir in sorted(train_dir.iterdir()):
             for path in sorted(class_dir.iterdir()) if class_dir.is_dir() else ():
                 if path.suffix.lower() in datasets.folder.IMG_EXTENSIONS:
-                    try:
-                        with Image.open(path) as image:
-                            return image.copy()
-                    except OSError as err:
-                        raise DataError(f"cannot read image {path}: {err}") from err
+                    return open_image(str(path))
         raise DataError(f"no image files ({', '.join(datasets.folder.IMG_EXTENSIONS)}) under {train_dir}")
 
     def _folder(self, split: str) -> datasets.ImageFolder:
@@ -144,8 +150,8 @@ class ImageFolder(ClassificationDataModule):
                 transform=to_uint8_tensor(resize_to=self.image_size),
                 allow_empty=split != "train",
             )
-        except FileNotFoundError as err:
-            raise DataError(f"{self.root / split}: {err}") from err
+        except FileNotFoundError as err:  # "Found no valid file for the classes ..."
+            raise DataError(f"{self.root / split}: {err}: add images to those class folders, or remove them") from err
 
     def _folders(self) -> dict[str, datasets.ImageFolder]:
         """The file lists of train/ and of whichever of val/ and test/ exist, each folder scanned once."""

@@ -51,8 +51,19 @@ class TorchvisionDataModule(ClassificationDataModule):
     def _open(self, train: bool, **kwargs: Any) -> VisionDataset:
         try:
             return self.dataset_class(str(self.data_dir), train=train, **kwargs)
-        except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
-            raise self._missing("it is not readable there") from err
+        # torchvision tells a missing or damaged file in many ways: RuntimeError, AssertionError, pickle errors...
+        except Exception as err:
+            if not self._has_files():
+                raise self._missing("it is not readable there") from err
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(
+                f"the {type(self).__name__} files in {self.data_dir / self.files} are incomplete or damaged "
+                f"({reason}): delete them to download them again, or put intact copies there"
+            ) from err
+
+    def _has_files(self) -> bool:
+        folder = self.data_dir / self.files
+        return folder.is_dir() and any(folder.iterdir())
 
     def _present(self) -> bool:
         try:
@@ -66,6 +77,8 @@ class TorchvisionDataModule(ClassificationDataModule):
         if self._present():
             return
         if not self.download:
+            if self._has_files():
+                self._open(train=True), self._open(train=False)  # raises: which files are damaged, and why
             raise self._missing("--data.download is off")
         print(f"Downloading {type(self).__name__} into {self.data_dir} ...", flush=True)
         try:

@@ -88,8 +88,8 @@ class ImageClassifier(LightningModule):
             raise ValueError(f"input_shape must be (channels, height, width), got {tuple(input_shape)}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
+        if not 0 < lr < float("inf"):
+            raise ValueError(f"lr must be a positive number, got {lr}")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         # Collects the init arguments of the subclass too, so MyModel.load_from_checkpoint(path) just works.

@@ -7,15 +7,19 @@ Examples:
     python scripts/fit.py --model CNN --data CIFAR10 --accelerator gpu --devices 2 --precision 16-mixed
     python scripts/fit.py --model my_file.MyNet              # your own ImageClassifier subclass
     python scripts/fit.py --print_config > run.yaml          # every option, as a file for --config
+    python scripts/fit.py --config lightning_logs/version_0/config.yaml --ckpt_path last   # resume after a crash
 """
 
 import difflib
+import errno
+import importlib
 import os
 import re
 import sys
 import warnings
 from argparse import ArgumentError
 from pathlib import Path
+from typing import Any
 
 # `--model my_file.MyNet` imports my_file.py from the folder the command is run in.
 sys.path.insert(0, os.getcwd())
@@ -23,12 +27,14 @@ sys.path.insert(0, os.getcwd())
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
+from jsonargparse import ArgumentParser, Namespace  # noqa: E402
 from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
-from lightning.pytorch import Trainer  # noqa: E402
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
+from lightning.pytorch import LightningModule, Trainer  # noqa: E402
+from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 
-from callbacks import SaveTestMetrics  # noqa: E402
+from callbacks import RandomStateInCheckpoint, RunCheckpoint, SaveRunConfig, SaveTestMetrics  # noqa: E402
 from datamodules import ClassificationDataModule, DataError  # noqa: E402
 from models import ImageClassifier  # noqa: E402
 
@@ -64,11 +70,15 @@ def expand_short_flags(args: list[str]) -> list[str]:
     return expanded
 
 
+class RunError(Exception):
+    """A problem with the run's checkpoint or folder, told to the user in one line."""
+
+
 class FitCLI(LightningCLI):
     """LightningCLI with this project's defaults: checkpoints by val/acc, LR logging, data-shaped models."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(SaveTestMetrics, "test_metrics")
         parser.add_argument(
@@ -77,6 +87,15 @@ class FitCLI(LightningCLI):
             default=False,
             help="Compile the model with torch.compile: faster steps, mostly on GPUs, after a compilation "
             "of a minute or so at the start (it needs a C++ compiler for CPUs).",
+        )
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="Resume training from this checkpoint: a .ckpt file, or last for the newest last.ckpt of the "
+            "runs in the logger's folder. Give the options of the run that wrote it (e.g. --config "
+            "lightning_logs/version_0/config.yaml): the run goes on in that folder, with its weights, optimizer, "
+            "schedule, random generators and place in the data restored.",
         )
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
@@ -89,10 +108,11 @@ class FitCLI(LightningCLI):
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-epoch={epoch}-val_acc={val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
+                "trainer.plugins": {"class_path": "callbacks.AtomicCheckpointIO"},
                 "trainer.max_epochs": 10,
                 "trainer.benchmark": True,  # cuDNN picks its fastest kernels: every batch has the same shape
                 "trainer.logger": {
-                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "class_path": "callbacks.RunLogger",
                     "init_args": {"save_dir": ".", "default_hp_metric": False},
                 },
                 "trainer.callbacks": [
@@ -120,16 +140,166 @@ class FitCLI(LightningCLI):
             for callback in trainer.callbacks or []
             if not switched_off.get(str(callback.class_path).rpartition(".")[2], False)
         ]
+        checkpoint = resolve_checkpoint(self.config)
+        if checkpoint is not None:
+            self.config.ckpt_path = str(checkpoint)
+            continue_in_its_folder(self.config, checkpoint)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            inner = error_chain(err)[-1]
+            if isinstance(inner, yaml.MarkedYAMLError) and inner.problem_mark is not None:
+                mark, files = inner.problem_mark, " ".join(config_files(sys.argv[1:] if args is None else args))
+                where = f"line {mark.line + 1}, column {mark.column + 1}"
+                raise ArgumentError(None, f"--config {files}: not valid YAML: {inner.problem} ({where})") from None
+            unknown = unknown_option(parser, err)
+            if unknown is None:
+                raise
+            name, close = unknown
+            hint = f"did you mean {close}?" if close else "see --help for the options"
+            raise ArgumentError(None, f"unknown option {name}: {hint}") from None
 
 
-def user_message(err: BaseException) -> str:
-    """One line for the user from an error of the CLI: the innermost cause, with the option it concerns."""
+def config_files(args: list[str]) -> list[str]:
+    """The files given to ``--config`` in ``args``."""
+    after_flag = [value for flag, value in zip(args, args[1:], strict=False) if flag == "--config"]
+    return after_flag + [arg.removeprefix("--config=") for arg in args if arg.startswith("--config=")]
+
+
+def versioned_logger(config: Namespace) -> Namespace | None:
+    """The init arguments of the run's (first) logger when it keeps each run in a version folder."""
+    logger = config.trainer.logger
+    if isinstance(logger, list):
+        logger = logger[0] if logger else None
+    init_args = getattr(logger, "init_args", None)
+    if not isinstance(init_args, Namespace) or not all(key in init_args for key in ("save_dir", "name", "version")):
+        return None
+    return init_args
+
+
+def runs_folder(config: Namespace, logger: Namespace) -> Path:
+    """The folder that holds the logger's version folders (``lightning_logs`` by default)."""
+    return Path(logger.save_dir or config.trainer.default_root_dir or ".") / (logger.name or "")
+
+
+def resolve_checkpoint(config: Namespace) -> Path | None:
+    """The checkpoint file ``--ckpt_path`` names; for ``last``, the newest ``last.ckpt`` of the earlier runs."""
+    if not config.ckpt_path:
+        return None
+    if config.ckpt_path != "last":
+        path = Path(config.ckpt_path)
+        if not path.is_file():
+            raise RunError(f"--ckpt_path {path}: no such checkpoint file; give a .ckpt file, or last")
+        return path
+    logger = versioned_logger(config)
+    if config.checkpoint.dirpath:
+        folder, pattern = Path(config.checkpoint.dirpath), "last*.ckpt"
+    elif logger is not None:
+        folder, pattern = runs_folder(config, logger), "*/checkpoints/last*.ckpt"
+    else:
+        folder, pattern = Path(config.trainer.default_root_dir or "."), "checkpoints/last*.ckpt"
+    found = [path for path in folder.glob(pattern) if path.is_file()]
+    if not found:
+        raise RunError(f"--ckpt_path last: no last.ckpt in {folder / pattern} to resume; give the checkpoint's path")
+    return max(found, key=lambda path: path.stat().st_mtime)
+
+
+def continue_in_its_folder(config: Namespace, checkpoint: Path) -> None:
+    """Point the logger at the version folder that holds ``checkpoint``, when it is one of its runs."""
+    logger = versioned_logger(config)
+    if logger is None or logger.version is not None or config.checkpoint.dirpath:
+        return
+    run = checkpoint.resolve().parent.parent
+    if checkpoint.parent.name == "checkpoints" and run.parent == runs_folder(config, logger).resolve():
+        logger.version = run.name
+
+
+def check_checkpoint(path: str, model: LightningModule) -> None:
+    """Fail in one line, before training, when ``path`` is unreadable or holds another model's weights."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:  # any failure to load means the same to the user: this file cannot be resumed
+        raise RunError(
+            f"cannot read the checkpoint {path} ({str(err).splitlines()[0] if str(err) else type(err).__name__}): "
+            "it is truncated or not a checkpoint; resume from another one of its folder"
+        ) from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
+        raise RunError(f"{path} is not a Lightning training checkpoint: nothing to resume from it")
+    expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    found = {name: tuple(value.shape) for name, value in checkpoint["state_dict"].items()}
+    if found != expected:
+        differ = sorted(name for name in expected.keys() | found.keys() if expected.get(name) != found.get(name))
+        raise RunError(
+            f"the checkpoint {path} holds another model than this run's {type(model).__name__} "
+            f"({len(differ)} weights differ, e.g. {differ[0]}): give the options of the run that wrote it, "
+            "e.g. --config with its config.yaml"
+        )
+
+
+def option_names(parser: ArgumentParser) -> list[str]:
+    """Every ``--option`` that ``parser`` accepts."""
+    return [name for action in parser._actions for name in action.option_strings if name.startswith("--")]
+
+
+def unknown_option(parser: ArgumentParser, err: ArgumentError) -> tuple[str, str | None] | None:
+    """The unknown option that ``err`` reports, if it reports one, with the closest accepted option, if one is close."""
+    messages = [str(e) for e in error_chain(err)]
+    unknown = re.search(r"unrecognized arguments: (--[^\s=]+)", messages[-1])
+    nested = re.fullmatch(r"Option '([^']+)' is not accepted", messages[-1])
+    class_path = next((m[1] for text in messages if (m := re.search(r"given class_path '([^']+)'", text))), None)
+    if unknown:
+        name, choices = unknown[1], option_names(parser)
+    elif nested and class_path:
+        key = re.search(r'Parser key "([^"]+)"', messages[0])[1]
+        module, _, cls = class_path.rpartition(".")
+        options = ArgumentParser()
+        options.add_class_arguments(getattr(importlib.import_module(module), cls), key)
+        name, choices = f"--{key}.{nested[1]}", option_names(options)
+    else:
+        return None
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.75)
+    return name, close[0] if close else None
+
+
+def error_chain(err: BaseException) -> list[BaseException]:
+    """``err`` and the errors it was raised from or during, outermost first."""
     chain: list[BaseException] = []
     while err is not None and err not in chain:
         chain.append(err)
-        err = err.__cause__ or err.__context__
-    lines = str(chain[-1]).strip().splitlines()
-    text = lines[0] if lines else type(chain[-1]).__name__
+        err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+    return chain
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for a failure to read or write a file: what failed, and what to do."""
+    where = f"{err.filename}: " if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"{where}no space left on the disk; the checkpoints written before are whole: "
+            "free some space, then resume with --ckpt_path last"
+        )
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR):
+        return (
+            f"{where}cannot write there ({err.strerror}): run from a writable folder, or point "
+            "--trainer.logger.init_args.save_dir at one"
+        )
+    return f"{where}{err.strerror or err}"
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message; for an error re-raised from a DataLoader worker, the original's."""
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "worker process" in lines[0]:
+        return re.sub(r"^[\w.]+: ", "", lines[-1])  # "datamodules.errors.DataError: the message"
+    return lines[0] if lines else type(err).__name__
+
+
+def user_message(err: BaseException) -> str:
+    """One line for the user from an error of the CLI: ours as they are, others' innermost cause, with its option."""
+    chain = error_chain(err)
+    text = first_line(next((e for e in chain if isinstance(e, (DataError, RunError))), chain[-1]))
     keys = [match[1] for e in chain if (match := re.search(r'Parser key "([^"]+)"', str(e)))]
     key = ".".join(dict.fromkeys(keys)) or None  # nested keys, outermost first: model, lr -> model.lr
     unknown = re.fullmatch(r"Expected a dot import path string: (.*)", text)
@@ -176,6 +346,8 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         seed_everything_default=42,
+        save_config_callback=SaveRunConfig,
+        trainer_defaults={"callbacks": [RandomStateInCheckpoint()]},  # always on, not an option
         run=False,
         args=args,
         parser_kwargs={"description": DESCRIPTION, "exit_on_error": False},
@@ -189,12 +361,17 @@ def main() -> int:
     try:
         cli = build_cli()
         trainer = cli.trainer
+        if cli.config.ckpt_path:
+            check_checkpoint(cli.config.ckpt_path, cli.model)
         if cli.config.compile:
             cli.model.compile()  # the forward pass only: loss, metrics and logging stay eager
-        trainer.fit(cli.model, datamodule=cli.datamodule)
+        trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
-    except (ArgumentError, DataError, MisconfigurationException, ValueError) as err:
+    except OSError as err:
+        print(f"error: {os_error_message(err)}", file=sys.stderr)
+        return 1
+    except (ArgumentError, DataError, MisconfigurationException, RunError, ValueError) as err:
         print(f"error: {user_message(err)}", file=sys.stderr)
         return 2 if isinstance(err, ArgumentError) else 1
     run_dir = trainer.log_dir  # every rank must ask: under DDP it is broadcast from rank 0

@@ -18,7 +18,7 @@ from lightning.pytorch import Trainer
 
 from datamodules import MNIST
 from models import MLP
-from tests.conftest import FIT, QUICK, run_fit
+from tests.conftest import QUICK, run_fit
 from tests.fake_data import write_image_folder
 
 
@@ -214,63 +214,3 @@ def test_16_mixed_on_one_gpu(tmp_path: Path, mnist_root: Path) -> None:
     args = ["--model", "CNN", "--data.data_dir", str(mnist_root), "--data.download", "false", *QUICK]
     result = run_fit(*args, "--accelerator", "gpu", "--devices", "1", "--precision", "16-mixed", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-
-
-BAD_INPUT = [
-    (["--accelerator", "gpu"], "--accelerator gpu: no CUDA GPU is visible here", 1),
-    (["--model", "MPL"], "unknown --model 'MPL': did you mean MLP? choose one of MLP, CNN", 2),
-    (["--data", "Cifar10"], "unknown --data 'Cifar10': did you mean CIFAR10?", 2),
-    (["--model", "missing_file.MyNet"], "--model: No module named 'missing_file'", 2),
-    (["--model.lr", "abc"], "--model.lr: Expected a <class 'float'>. Got value: abc", 2),
-    (["--model.lr", "-1"], "lr must be positive, got -1.0", 1),
-    (["--max_epochs", "two"], "--trainer.max_epochs: Expected a <class 'int'>", 2),
-    (["--data", "ImageFolder", "--data.root", "no/such/folder"], "no image folder at no/such/folder/train", 1),
-    (
-        ["--data.data_dir", "empty", "--data.download", "false"],
-        "MNIST not found in empty/MNIST/raw and --data.download is off",
-        1,
-    ),
-    (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag 1", 2),
-]
-
-
-def with_data(args: list[str]) -> list[str]:
-    """The bad-input cases run on Digits unless they are about the data."""
-    if "gpu" in args and torch.cuda.is_available():
-        pytest.skip("a CUDA GPU is available here, so --accelerator gpu is no error")
-    return args if any(arg.startswith("--data") for arg in args) else ["--data", "Digits", *args]
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
-
-
-@pytest.mark.parametrize(("args", "message", "code"), BAD_INPUT)
-def test_bad_input_is_one_clear_line(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture,
-    args: list[str],
-    message: str,
-    code: int,
-) -> None:
-    # In-process through the script's own main(), so that the many cases stay fast.
-    spec = importlib.util.spec_from_file_location("fit_script", FIT)
-    fit_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fit_script)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["fit.py", *with_data(args)])
-    assert fit_script.main() == code
-    errors = error_lines(capsys.readouterr().err)
-    assert len(errors) == 1 and message in errors[0], errors
-
-
-@pytest.mark.parametrize(("args", "message", "code"), [BAD_INPUT[0], BAD_INPUT[1]])
-def test_bad_input_in_a_real_process_shows_no_traceback(
-    tmp_path: Path, args: list[str], message: str, code: int
-) -> None:
-    result = run_fit(*with_data(args), cwd=tmp_path)
-    assert result.returncode == code
-    assert "Traceback" not in result.stderr
-    errors = error_lines(result.stderr)
-    assert len(errors) == 1 and message in errors[0], result.stderr

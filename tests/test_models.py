@@ -84,7 +84,7 @@ def test_cnn_is_the_tutorial_architecture() -> None:
     [
         ({"num_classes": 1}, "num_classes must be at least 2"),
         ({"input_shape": (28, 28)}, "input_shape must be"),
-        ({"lr": 0.0}, "lr must be positive"),
+        ({"lr": 0.0}, "lr must be a positive number"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"dropout": 1.5}, "dropout"),
         ({"input_shape": (1, 4, 4)}, "needs inputs of at least 8x8"),

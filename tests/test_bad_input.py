@@ -1,0 +1,242 @@
+"""Bad input: one clear line on stderr, a non-zero exit, no traceback, and nothing already written touched."""
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import FIT, QUICK, run_fit
+from tests.fake_data import write_cifar, write_image_folder, write_mnist
+
+
+def load_fit_script():
+    spec = importlib.util.spec_from_file_location("fit_script", FIT)
+    fit_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit_script)
+    return fit_script
+
+
+def run_main(args: list[str], cwd: Path) -> tuple[int, list[str]]:
+    """scripts/fit.py's main() in this process (the many cases stay fast): its exit code and its error lines."""
+    fit_script, stderr = load_fit_script(), io.StringIO()
+    argv, workdir = sys.argv, os.getcwd()
+    sys.argv = ["fit.py", *args]
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stderr(stderr):
+            code = fit_script.main()
+    finally:
+        sys.argv = argv
+        os.chdir(workdir)
+    return code, [line for line in stderr.getvalue().splitlines() if line.startswith("error:")]
+
+
+def assert_one_error(args: list[str], cwd: Path, message: str, code: int = 1) -> None:
+    returned, errors = run_main(args, cwd)
+    assert returned == code and len(errors) == 1 and message in errors[0], (returned, errors)
+
+
+FLAGS = [
+    (["--model", "MPL"], "unknown --model 'MPL': did you mean MLP? choose one of MLP, CNN", 2),
+    (["--data", "Cifar10"], "unknown --data 'Cifar10': did you mean CIFAR10?", 2),
+    (["--model", "missing_file.MyNet"], "--model: No module named 'missing_file'", 2),
+    (["--model.lr", "abc"], "--model.lr: Expected a <class 'float'>. Got value: abc", 2),
+    (["--model.lr", "-1"], "lr must be a positive number, got -1.0", 1),
+    (["--model.lr", "nan"], "--model.lr: Expected a <class 'float'>. Got value: nan", 2),
+    (["--max_epochs", "two"], "--trainer.max_epochs: Expected a <class 'int'>", 2),
+    (["--no_such_flag", "1"], "unknown option --no_such_flag: see --help for the options", 2),
+    (["--trainer.max_epochz", "2"], "unknown option --trainer.max_epochz: did you mean --trainer.max_epochs?", 2),
+    (["--model.lrr", "0.1"], "unknown option --model.lrr: did you mean --model.lr?", 2),
+    (["--data.batch_sise", "8"], "unknown option --data.batch_sise: did you mean --data.batch_size?", 2),
+    (["--data.batch_size", "5000"], "--data.batch_size 5000 is larger than the training set (1258 images)", 1),
+    (["--ckpt_path", "missing.ckpt"], "--ckpt_path missing.ckpt: no such checkpoint file", 1),
+    (["--ckpt_path", "last"], "--ckpt_path last: no last.ckpt in lightning_logs", 1),
+]
+
+
+@pytest.mark.parametrize(("args", "message", "code"), FLAGS)
+def test_bad_flags(tmp_path: Path, args: list[str], message: str, code: int) -> None:
+    assert_one_error(["--data", "Digits", *args], tmp_path, message, code)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is available here, so --accelerator gpu is no error")
+def test_gpu_asked_for_where_there_is_none_in_a_real_process(tmp_path: Path) -> None:
+    result = run_fit("--data", "Digits", "--accelerator", "gpu", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--accelerator gpu: no CUDA GPU is visible here" in errors[0], result.stderr
+
+
+def test_invalid_yaml_config_names_the_file_and_the_place(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text("model:\n  init_args: {lr: [1, 2\n")
+    assert_one_error(["--config", "run.yaml"], tmp_path, "--config run.yaml: not valid YAML: did not find", 2)
+
+
+def test_unwritable_log_folder(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("in the way")
+    args = ["--data", "Digits", *QUICK, "--trainer.logger.init_args.save_dir", "a_file/runs"]
+    assert_one_error(args, tmp_path, "cannot write there (Not a directory): run from a writable folder")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_log_folder(tmp_path: Path) -> None:
+    (tmp_path / "read_only").mkdir(mode=0o500)
+    args = ["--data", "Digits", *QUICK, "--trainer.logger.init_args.save_dir", "read_only"]
+    assert_one_error(args, tmp_path, "cannot write there (Permission denied)")
+
+
+def mnist_with(tmp_path: Path, damage) -> list[str]:
+    raw = write_mnist(tmp_path / "data") / "MNIST" / "raw"
+    damage(raw)
+    return ["--data.data_dir", str(tmp_path / "data"), "--data.download", "false", *QUICK]
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def label_12(raw: Path) -> None:
+    labels = raw / "train-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    data[20] = 12  # MNIST labels are 0-9
+    labels.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda raw: truncate(raw / "train-images-idx3-ubyte"), "the MNIST files in"),
+        (lambda raw: (raw / "t10k-labels-idx1-ubyte").write_bytes(b"garbage"), "are incomplete or damaged"),
+        (label_12, "1 label(s) out of range in MNIST's data, e.g. 12: its 10 classes are numbered 0 to 9"),
+    ],
+    ids=["truncated", "garbage", "label_out_of_range"],
+)
+@pytest.mark.parametrize("in_memory", ["true", "false"])
+def test_damaged_mnist_files(tmp_path: Path, damage, message: str, in_memory: str) -> None:
+    assert_one_error([*mnist_with(tmp_path, damage), "--data.in_memory", in_memory], tmp_path, message)
+
+
+def test_damaged_cifar_batch(tmp_path: Path, cifar_root: Path) -> None:
+    write_cifar(cifar_root)
+    (cifar_root / "cifar-10-batches-py" / "data_batch_3").write_bytes(pickle.dumps({"data": "nothing"})[:-5])
+    args = ["--data", "CIFAR10", "--data.data_dir", str(cifar_root), "--data.download", "false", *QUICK]
+    assert_one_error(args, tmp_path, "the CIFAR10 files in")
+
+
+@pytest.mark.parametrize("in_memory", ["true", "false"])
+def test_unreadable_image_is_named(tmp_path: Path, in_memory: str) -> None:
+    root = write_image_folder(tmp_path / "images", {"train": 6, "test": 2})
+    (root / "train" / "dog" / "broken.png").write_bytes(b"not a png")
+    args = ["--data", "ImageFolder", "--data.root", str(root), "--data.in_memory", in_memory, *QUICK]
+    assert_one_error(args, tmp_path, "cannot read the image", 1)
+    assert_one_error(args, tmp_path, "broken.png (not an image, or damaged): remove or replace it", 1)
+
+
+def test_empty_class_folder_is_named(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "images", {"train": 6})
+    (root / "train" / "zebra").mkdir()
+    args = ["--data", "ImageFolder", "--data.root", str(root), *QUICK]
+    assert_one_error(args, tmp_path, "Found no valid file for the classes zebra")
+
+
+@pytest.fixture(scope="module")
+def mlp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("trained")
+    result = run_fit("--data", "Digits", *QUICK, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def test_truncated_checkpoint(tmp_path: Path, mlp_checkpoint: Path) -> None:
+    (tmp_path / "cut.ckpt").write_bytes(mlp_checkpoint.read_bytes()[:50_000])
+    args = ["--data", "Digits", *QUICK, "--ckpt_path", "cut.ckpt"]
+    assert_one_error(args, tmp_path, "cannot read the checkpoint cut.ckpt")
+
+
+def test_checkpoint_of_another_model(tmp_path: Path, mlp_checkpoint: Path) -> None:
+    args = ["--model", "CNN", "--data", "Digits", *QUICK, "--ckpt_path", str(mlp_checkpoint)]
+    assert_one_error(args, tmp_path, "holds another model than this run's CNN")
+
+
+def test_weights_alone_are_no_checkpoint_to_resume(tmp_path: Path, mlp_checkpoint: Path) -> None:
+    torch.save(torch.load(mlp_checkpoint, weights_only=False)["state_dict"], tmp_path / "weights.pth")
+    args = ["--data", "Digits", *QUICK, "--ckpt_path", "weights.pth"]
+    assert_one_error(args, tmp_path, "weights.pth is not a Lightning training checkpoint")
+
+
+def test_images_of_mixed_sizes_and_colour_modes_are_resized_and_converted(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "images", {"train": 6, "test": 2}, size=(12, 10))
+    write_image_folder(root, {"train": 2}, classes=("cat",), size=(30, 20), mode="L", seed=1, suffix=".jpg")
+    args = ["--data", "ImageFolder", "--data.root", str(root), *QUICK, "--data.batch_size", "8"]
+    code, errors = run_main(args, tmp_path)
+    assert code == 0 and not errors
+
+
+LETTERS = st.text(st.characters(categories=["L"]), min_size=1)
+# Values each option must refuse; None: any text that is not one of the option's values.
+REFUSED = {
+    "--model.lr": st.one_of(st.floats(max_value=0), st.sampled_from(["inf", "nan"]), LETTERS),
+    "--model.label_smoothing": st.floats(min_value=1, allow_infinity=False),
+    "--model.dropout": st.floats(min_value=1, allow_infinity=False),
+    "--model.optimizer": None,
+    "--model.scheduler": None,
+    "--data.batch_size": st.integers(max_value=0),
+    "--data.val_size": st.floats(max_value=0),
+    "--max_epochs": LETTERS,
+    "--precision": None,
+    "--model": None,
+    "--data": None,
+}
+WORDS = st.text(st.characters(categories=["L", "Nd"]), min_size=1, max_size=12)
+
+
+@st.composite
+def bad_flags(draw) -> list[str]:
+    """One option with a value it must refuse, or an unknown option."""
+    if draw(st.booleans()):
+        return [f"--zz_{draw(WORDS)}", draw(WORDS)]
+    option = draw(st.sampled_from(sorted(REFUSED)))
+    values = REFUSED[option]
+    value = draw(WORDS.filter(lambda word: word.lower() not in KNOWN_WORDS)) if values is None else draw(values)
+    return [option, str(value)]
+
+
+KNOWN_WORDS = {"mlp", "cnn", "resnet9", "mnist", "digits", "cifar10", "cifar100", "fashionmnist", "imagefolder"}
+KNOWN_WORDS |= {"sgd", "adam", "adamw", "rmsprop", "adagrad", "none", "step", "cosine", "onecycle", "plateau"}
+KNOWN_WORDS |= {"16", "32", "64", "bf16", "16-mixed", "bf16-mixed", "32-true", "64-true", "transformer-engine"}
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[Path, str]]:
+    """A folder with a finished run's files in it, and their digests."""
+    folder = tmp_path_factory.mktemp("earlier_run")
+    run = folder / "lightning_logs" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("config.yaml", "test_metrics.json", "checkpoints/last.ckpt", "checkpoints/best-epoch=0.ckpt"):
+        (run / name).write_bytes(os.urandom(64))
+    return folder, digests(folder)
+
+
+def digests(folder: Path) -> dict[Path, str]:
+    return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.rglob("*") if path.is_file()}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flags=bad_flags())
+def test_any_refused_value_or_unknown_option_is_one_line_and_touches_nothing(
+    earlier_run: tuple[Path, dict[Path, str]], flags: list[str]
+) -> None:
+    folder, before = earlier_run
+    code, errors = run_main(["--data", "Digits", *QUICK, *flags], folder)
+    assert code != 0 and len(errors) == 1, (flags, code, errors)
+    after = digests(folder)
+    assert {path: after.get(path) for path in before} == before, flags
