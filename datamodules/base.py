@@ -154,6 +154,24 @@ class ClassificationDataModule(LightningDataModule):
     def predict_dataloader(self) -> TensorBatches | LoaderBatches:
         return self._loader(self.test_set, shuffle=False)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the data: the classes and the preprocessing that a trained model expects.
+
+        Lightning stores it in every checkpoint, so predictions and exports need no dataset; the
+        statistics are those of this run (computed from the training part by some datamodules).
+        """
+        return {
+            "class_names": list(self.class_names),
+            "input_shape": list(self.input_shape),
+            "mean": None if self.mean is None else list(self.mean),
+            "std": None if self.std is None else list(self.std),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Normalize as the checkpoint's model was trained to (the statistics of its training data)."""
+        if state_dict.get("mean") is not None:
+            self.mean, self.std = state_dict["mean"], state_dict["std"]
+
     def preprocess(self, images: Tensor, train: bool) -> Tensor:
         """A batch of uint8 images (N, C, H, W) to the model's input: augmented if ``train``, then normalized."""
         if train and self.augment:
