@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import MLP
+from models import MLP, ResNet9
 from tests.conftest import assert_user_error, run_script
 
 INPUTS = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(1))
@@ -50,3 +50,10 @@ def test_onnx_export_without_its_packages_says_what_to_install(mnist_mlp: Path, 
         "export", "--ckpt_path", str(mnist_mlp), "--formats", "onnx", cwd=tmp_path, env={"PYTHONPATH": str(blocked)}
     )
     assert_user_error(result, "pip install -e '.[onnx]'")
+
+
+def test_resnet9_with_test_time_flips_traces_for_any_batch_size() -> None:
+    model = ResNet9(num_classes=10, input_shape=(1, 8, 8), width=0.125).eval()
+    traced = model.to_torchscript(method="trace", example_inputs=model.example_input_array)  # a batch of 2
+    with torch.no_grad():
+        torch.testing.assert_close(traced(INPUTS[:5, :, :8, :8]), model(INPUTS[:5, :, :8, :8]))
