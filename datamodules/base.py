@@ -174,17 +174,6 @@ class ClassificationDataModule(LightningDataModule):
             self.resume_position = None
         return self.train_batches
 
-    # Lightning restores the training loader's place in its epoch only when it makes the loader after
-    # loading the checkpoint; a per-step schedule asks for the loader earlier (to count the steps), so
-    # the datamodule, restored first, keeps that place in the checkpoint and hands it to the loader.
-    def state_dict(self) -> dict[str, Any]:
-        """The training batches' place in their epoch, for a resumed run to go on from there."""
-        return {"train_batches": self.train_batches.state_dict()} if self.train_batches is not None else {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Take the place saved by :meth:`state_dict`, for the next training loader."""
-        self.resume_position = state_dict.get("train_batches")
-
     def val_dataloader(self) -> TensorBatches | LoaderBatches:
         return self._loader(self.val_set, shuffle=False)
 
@@ -193,6 +182,32 @@ class ClassificationDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> TensorBatches | LoaderBatches:
         return self._loader(self.test_set, shuffle=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the data: the classes and the preprocessing that a trained model expects,
+        and the training batches' place in their epoch, for a resumed run to go on from there.
+
+        Lightning stores it in every checkpoint, so predictions and exports need no dataset; the
+        statistics are those of this run (computed from the training part by some datamodules).
+        """
+        state = {
+            "class_names": list(self.class_names),
+            "input_shape": list(self.input_shape),
+            "mean": None if self.mean is None else list(self.mean),
+            "std": None if self.std is None else list(self.std),
+        }
+        if self.train_batches is not None:
+            state["train_batches"] = self.train_batches.state_dict()
+        return state
+
+    # Lightning restores the training loader's place in its epoch only when it makes the loader after
+    # loading the checkpoint; a per-step schedule asks for the loader earlier (to count the steps), so
+    # the datamodule, restored first, keeps that place and hands it to the next training loader.
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Normalize as the checkpoint's model was trained to, and resume the training batches where they were."""
+        if state_dict.get("mean") is not None:
+            self.mean, self.std = state_dict["mean"], state_dict["std"]
+        self.resume_position = state_dict.get("train_batches")
 
     def preprocess(self, images: Tensor, train: bool) -> Tensor:
         """A batch of uint8 images (N, C, H, W) to the model's input: augmented if ``train``, then normalized."""

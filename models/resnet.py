@@ -98,4 +98,4 @@ class ResNet9(ImageClassifier):
         if self.training or not self.tta:
             return self.logits(x)
         # Both views in one batch: one pass through the network (BatchNorm uses its running statistics here).
-        return self.logits(torch.cat([x, x.flip(-1)])).unflatten(0, (2, len(x))).mean(0)
+        return self.logits(torch.cat([x, x.flip(-1)])).unflatten(0, (2, -1)).mean(0)

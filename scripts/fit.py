@@ -48,7 +48,7 @@ SHORT_FLAGS = {
     "--seed": "--seed_everything",
 }
 BUILT_IN = {
-    "model": ["MLP", "CNN", "ResNet9"],
+    "model": ["MLP", "CNN", "ResNet9", "Pretrained"],
     "data": ["MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "Digits", "ImageFolder"],
 }
 DESCRIPTION = (

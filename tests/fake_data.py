@@ -82,3 +82,14 @@ def write_image_folder(
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).convert(mode).save(folder / f"{i}{suffix}")
     return root
+
+
+def write_png_folder(
+    root: Path, images: np.ndarray, labels: list[int], class_names: list[str], mode: str = "L"
+) -> Path:
+    """Grey uint8 ``images`` (N, H, W) as ``root/<class name>/<n>.png`` files in colour ``mode``."""
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        folder = root / class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).convert(mode).save(folder / f"{i}.png")
+    return root

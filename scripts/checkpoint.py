@@ -1,0 +1,146 @@
+"""What the commands after training share: a checkpoint's model and data, the data's batches, one-line errors."""
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fit  # scripts/fit.py, next to this file: its error messages, and the folder of the command on sys.path
+import torch
+from jsonargparse import ArgumentError, ArgumentParser, Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from torch import Tensor
+
+from datamodules import ClassificationDataModule, DataError
+from models import ImageClassifier
+
+CKPT_HELP = "Checkpoint written by scripts/fit.py, such as lightning_logs/version_0/checkpoints/last.ckpt."
+
+
+class CommandError(Exception):
+    """Bad input to a command: the message is one line that says what to do."""
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint of scripts/fit.py: the model (eval mode, CPU), its data's options and preprocessing."""
+
+    path: Path
+    model: ImageClassifier
+    data_config: dict[str, Any] | None  # {"class_path": ..., "init_args": ...} of the datamodule it was trained on
+    preprocessing: dict[str, Any]  # ClassificationDataModule.state_dict(): class_names, input_shape, mean, std
+
+
+def import_class(class_path: str) -> Any:
+    """The object named by an import path such as ``models.MLP`` or ``my_nets.TinyNet`` (from the current folder)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise CommandError(
+            f"cannot import {class_path}, the checkpoint's model ({err}): run the command in the folder that holds "
+            "its file, as for training"
+        ) from None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint of scripts/fit.py: any ImageClassifier subclass, rebuilt from its own hyperparameters."""
+    path = Path(path)
+    if not path.is_file():
+        raise CommandError(f"no checkpoint at {path}: give a .ckpt file of a run, {CKPT_HELP.partition(', ')[2]}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # pickle, zip and torch errors alike: the file is not a checkpoint
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise CommandError(f"{path} is not a readable PyTorch checkpoint ({reason})") from None
+    hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+    data_hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {}) if hparams else {}
+    data_class = data_hparams.pop("_class_path", "")
+    preprocessing = checkpoint.get(data_class.rpartition(".")[2]) if hparams else None
+    if "_class_path" not in hparams or not isinstance(preprocessing, dict):
+        raise CommandError(
+            f"{path} holds no model class or data preprocessing: give a checkpoint written by scripts/fit.py "
+            "(retrain a run from before checkpoints kept the preprocessing)"
+        )
+    model_class = import_class(hparams["_class_path"])
+    if not (isinstance(model_class, type) and issubclass(model_class, ImageClassifier)):
+        raise CommandError(f"{path} holds a {hparams['_class_path']}, not an ImageClassifier")
+    model = model_class.load_from_checkpoint(path, map_location="cpu")
+    data_hparams.pop("_instantiator", None)
+    return Checkpoint(path, model.eval(), {"class_path": data_class, "init_args": data_hparams}, preprocessing)
+
+
+def peek_checkpoint(args: list[str]) -> Checkpoint | None:
+    """The checkpoint named by ``--ckpt_path`` in ``args``, before the full parse (which takes its defaults)."""
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--ckpt_path")
+    path = peek.parse_known_args(args)[0].ckpt_path
+    return load_checkpoint(path) if path else None
+
+
+def add_data_arguments(parser: ArgumentParser) -> None:
+    """``--data`` and its options, as in scripts/fit.py; the default is the checkpoint's own datamodule."""
+    parser.add_subclass_arguments(
+        ClassificationDataModule,
+        "data",
+        required=False,
+        help="The data, as in scripts/fit.py; default: the datamodule the checkpoint was trained on, with its "
+        "options, any of which can be changed (--data.data_dir DIR), or another one (--data ImageFolder "
+        "--data.root DIR). Images are normalized with the checkpoint's statistics.",
+    )
+
+
+def parse(parser: ArgumentParser, args: list[str]) -> tuple[Namespace, Checkpoint | None]:
+    """Parse ``args`` (the checkpoint's datamodule is the default ``--data``); returns the options and checkpoint.
+
+    The checkpoint is None only where the parse stops first (``--help``, or no ``--ckpt_path``).
+    """
+    checkpoint = peek_checkpoint(args)
+    if checkpoint is not None:
+        parser.set_defaults(data=checkpoint.data_config)
+    return parser.parse_args(args), checkpoint
+
+
+def checked_data(datamodule: ClassificationDataModule, checkpoint: Checkpoint) -> ClassificationDataModule:
+    """``datamodule`` set to normalize as the checkpoint's model was trained to, once it is known to fit the model."""
+    hparams = checkpoint.model.hparams
+    if tuple(datamodule.input_shape) != tuple(hparams.input_shape) or datamodule.num_classes != hparams.num_classes:
+        raise CommandError(
+            f"the data has {datamodule.num_classes} classes of {tuple(datamodule.input_shape)} images, the "
+            f"checkpoint's model {hparams.num_classes} of {tuple(hparams.input_shape)}: "
+            "give data like its training data"
+        )
+    datamodule.load_state_dict(checkpoint.preprocessing)
+    return datamodule
+
+
+def data_from(config: Namespace, parser: ArgumentParser, checkpoint: Checkpoint) -> ClassificationDataModule:
+    """The ``--data`` datamodule of parsed options, checked against the checkpoint and set to its preprocessing."""
+    if config.get("data") is None:
+        raise CommandError("the checkpoint names no datamodule: give one with --data")
+    return checked_data(parser.instantiate_classes(config).data, checkpoint)
+
+
+def batches(datamodule: ClassificationDataModule, stage: str = "test") -> Iterator[tuple[Tensor, Tensor]]:
+    """The model inputs (normalized, never augmented) and labels of the test split, or of the training part."""
+    datamodule.prepare_data()
+    datamodule.setup(stage)
+    loader = datamodule.test_dataloader() if stage == "test" else datamodule.train_dataloader()
+    for images, labels in loader:
+        yield datamodule.preprocess(images, train=False), labels
+
+
+def run_command(main: Callable[[list[str]], None]) -> int:
+    """Run ``main`` on the command line's arguments; bad input ends it with one ``error:`` line and exit code 1 or 2."""
+    try:
+        main(sys.argv[1:])
+    except (CommandError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (ArgumentError, MisconfigurationException, ValueError) as err:
+        print(f"error: {fit.user_message(err)}", file=sys.stderr)
+        return 2 if isinstance(err, ArgumentError) else 1
+    return 0

@@ -1,0 +1,54 @@
+"""scripts/predict.py end to end: top-k tables and files, other image sizes and modes, unreadable files."""
+
+import csv
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from tests.conftest import fit_accuracy, run_script
+
+
+def test_predict_a_folder_writes_top_k_csv_and_json_and_skips_unreadable_files(
+    mnist_mlp: Path,
+    mnist_pngs: Path,
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "broken.png").write_text("not an image")
+    out_csv, out_json = tmp_path / "p.csv", tmp_path / "p.json"
+    args = ["--top_k", "3", "--csv", str(out_csv), "--json", str(out_json)]
+    result = run_script(
+        "predict", "--ckpt_path", str(mnist_mlp), str(mnist_pngs), str(tmp_path / "broken.png"), *args, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stderr and "broken.png" in result.stderr and "Traceback" not in result.stderr
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 100 and len(result.stdout.splitlines()) == 100
+    for row in rows:
+        probabilities = [float(row[f"probability_{rank}"]) for rank in (1, 2, 3)]
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-5
+    # The files lie in folders named after their class: top-1 agrees with them as often as the test accuracy says.
+    agree = sum(row["class_1"] == Path(row["file"]).parent.name for row in rows) / len(rows)
+    assert agree == fit_accuracy(mnist_mlp)
+    predictions = json.loads(out_json.read_text())
+    assert [(p["file"], p["predictions"][0]["class"]) for p in predictions] == [(r["file"], r["class_1"]) for r in rows]
+
+
+def test_predict_converts_images_of_another_size_and_colour_mode(
+    mnist_mlp: Path,
+    mnist_pngs: Path,
+    tmp_path: Path,
+) -> None:
+    for path in sorted(mnist_pngs.rglob("*.png")):
+        with Image.open(path) as image:
+            image.convert("RGB").resize((56, 56), Image.Resampling.NEAREST).save(tmp_path / f"{path.stem}.png")
+    top1 = {}
+    for name, folder in (("grey", mnist_pngs), ("rgb", tmp_path)):
+        out = tmp_path / f"{name}.json"
+        result = run_script(
+            "predict", "--ckpt_path", str(mnist_mlp), str(folder), "--quiet", "true", "--json", str(out), cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        top1[name] = {Path(p["file"]).stem: p["predictions"][0]["class"] for p in json.loads(out.read_text())}
+    assert len(top1["rgb"]) == len(top1["grey"]) == 100
+    assert sum(top1["rgb"][stem] == top1["grey"][stem] for stem in top1["grey"]) >= 90

@@ -1,0 +1,31 @@
+"""scripts/quantize.py end to end: dynamic quantization of the MLP, static quantization of the CNN."""
+
+import re
+from pathlib import Path
+
+from tests.conftest import QUICK, fit_accuracy, run_fit, run_script
+
+ROW = re.compile(r"^(float32|int8 \w+)\s+([\d.]+)%\s+([\d.]+) MiB\s+([\d.]+) ms$", re.MULTILINE)
+
+
+def quantize(checkpoint: Path, *args: str) -> dict[str, tuple[float, float]]:
+    """Run scripts/quantize.py; returns each printed model's test accuracy (0-1) and size in MiB."""
+    result = run_script("quantize", "--ckpt_path", str(checkpoint), "--latency_runs", "5", *args, cwd=checkpoint.parent)
+    assert result.returncode == 0, result.stderr
+    return {name: (float(acc) / 100, float(size)) for name, acc, size, _ in ROW.findall(result.stdout)}
+
+
+def test_dynamic_quantization_of_the_mlp(mnist_mlp: Path) -> None:
+    rows = quantize(mnist_mlp)
+    (float_acc, float_size), (int8_acc, int8_size) = rows["float32"], rows["int8 dynamic"]
+    assert abs(float_acc - fit_accuracy(mnist_mlp)) < 1e-4
+    assert int8_size < 0.5 * float_size and abs(int8_acc - float_acc) <= 0.05
+
+
+def test_static_quantization_of_the_cnn(tmp_path: Path) -> None:
+    result = run_fit("--model", "CNN", "--model.channels", "[8,16]", "--data", "Digits", *QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    rows = quantize(checkpoint, "--method", "static", "--calibration_batches", "4")
+    (float_acc, float_size), (int8_acc, int8_size) = rows["float32"], rows["int8 static"]
+    assert int8_size < 0.5 * float_size and abs(int8_acc - float_acc) <= 0.1

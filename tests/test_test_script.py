@@ -1,0 +1,43 @@
+"""scripts/test.py end to end: a checkpoint tested on its own data, on a folder of images, and on bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import assert_user_error, fit_accuracy, run_script
+from tests.fake_data import write_png_folder
+
+
+def test_test_on_the_checkpoints_own_data_and_on_its_images_as_files(
+    mnist_mlp: Path, mnist_pngs: Path, tmp_path: Path
+) -> None:
+    result = run_script("test", "--ckpt_path", str(mnist_mlp), "--json", str(tmp_path / "m.json"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert set(metrics) >= {"test/acc", "test/f1", "test/auroc", "test/loss", "checkpoint"}
+    assert metrics["test/acc"] == pytest.approx(fit_accuracy(mnist_mlp), abs=1e-6)
+    assert "test/acc" in result.stdout
+
+    result = run_script("test", "--ckpt_path", str(mnist_mlp), "--images", str(mnist_pngs), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(mnist_mlp.with_suffix(".test_metrics.json").read_text())
+    assert metrics["test/acc"] == pytest.approx(fit_accuracy(mnist_mlp), abs=1e-6)
+
+
+def test_bad_checkpoints_and_data_end_with_one_line(mnist_mlp: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    unsorted = tmp_path / "unsorted" / "misc"
+    unsorted.mkdir(parents=True)
+    write_png_folder(tmp_path / "unsorted", torch.zeros(1, 28, 28, dtype=torch.uint8).numpy(), [0], ["misc"])
+    cases = [
+        (["--ckpt_path", str(tmp_path / "missing.ckpt")], ["no checkpoint at"]),
+        (["--ckpt_path", str(tmp_path / "notes.ckpt")], ["is not a readable PyTorch checkpoint"]),
+        (["--ckpt_path", str(tmp_path / "other.ckpt")], ["holds no model class or data preprocessing"]),
+        (["--ckpt_path", str(mnist_mlp), "--data", "Digits"], ["the data has 10 classes of (1, 8, 8) images"]),
+        (["--ckpt_path", str(mnist_mlp), "--images", str(tmp_path / "unsorted")], ["not in a folder named after"]),
+    ]
+    for args, fragments in cases:
+        assert_user_error(run_script("test", *args, cwd=tmp_path), *fragments)
