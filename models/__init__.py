@@ -1,8 +1,15 @@
-"""LightningModules: the shared :class:`ImageClassifier` base and the MLP, CNN and ResNet9 built on it."""
+"""LightningModules: the shared :class:`ImageClassifier` base and the MLP, CNN and ResNet9 built on it.
 
+Also the worked examples of a custom activation, loss and optimizer; importing them here makes them
+known to the CLI by class name (``--model.loss FocalLoss``, ``--model.optimizer MomentumSGD``).
+"""
+
+from models.activations import Swish
 from models.classifier import ImageClassifier
 from models.cnn import CNN
+from models.losses import FocalLoss
 from models.mlp import MLP
+from models.optimizers import MomentumSGD
 from models.resnet import ResNet9
 
-__all__ = ["CNN", "MLP", "ImageClassifier", "ResNet9"]
+__all__ = ["CNN", "MLP", "FocalLoss", "ImageClassifier", "MomentumSGD", "ResNet9", "Swish"]
