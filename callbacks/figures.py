@@ -16,9 +16,10 @@ class ClassificationFigures(Callback):
     ``<stage>/misclassified``; the true and predicted class of each image are in the TEXT tab.
 
     Needs the model's validation and test steps to return ``{"loss", "preds"}`` (``ImageClassifier``
-    does). Does nothing unless the logger is TensorBoard's. The mistakes are gathered on the device
-    without waiting for it: each batch's first mistakes are kept in a buffer of ``max_images``, which
-    goes to the CPU once, at the end of the epoch.
+    does). Does nothing unless the logger is TensorBoard's. The mistakes are gathered on the device:
+    each batch's first mistakes join a buffer of ``max_images``, which goes to the CPU at the end of
+    the epoch; every 16 batches one look at the buffer (one wait for the device) ends the gathering
+    for the epoch once it holds only mistakes.
 
     Args:
         max_images: Most misclassified images shown per epoch; 0 shows none.
@@ -30,6 +31,8 @@ class ClassificationFigures(Callback):
         self.max_images = max_images
         self.confusion: MulticlassConfusionMatrix | None = None
         self.kept: list[Tensor] = []  # images, labels, predictions, and whether each is a mistake
+        self.batches = 0
+        self.full = False
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if isinstance(trainer.logger, TensorBoardLogger):
@@ -39,14 +42,14 @@ class ClassificationFigures(Callback):
         if self.confusion is not None:
             self.confusion = self.confusion.to(pl_module.device)
             self.confusion.reset()
-        self.kept = []
+        self.kept, self.batches, self.full = [], 0, False
 
     def _collect(self, outputs: Any, batch: Any) -> None:
         if self.confusion is None or not isinstance(outputs, dict) or "preds" not in outputs:
             return
         images, labels, preds = batch[0], batch[1], outputs["preds"]
         self.confusion.update(preds, labels)
-        if not self.max_images:
+        if not self.max_images or self.full:
             return
         wrong = preds != labels
         candidates = [images.detach(), labels, preds, wrong]
@@ -55,6 +58,9 @@ class ClassificationFigures(Callback):
         # Mistakes first, in the order seen (a stable sort): a fixed-size selection, so nothing waits for the device.
         order = torch.sort(~candidates[3], stable=True).indices[: self.max_images]
         self.kept = [tensor[order] for tensor in candidates]
+        self.batches += 1
+        if self.batches % 16 == 0:
+            self.full = len(order) == self.max_images and bool(self.kept[3].all())
 
     def _log(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.confusion is None or trainer.sanity_checking:

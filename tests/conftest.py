@@ -18,12 +18,17 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 QUICK = ["--max_epochs", "1", "--data.num_workers", "0", "--data.batch_size", "32"]
 
 
-def run_fit(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``python scripts/fit.py ARGS`` in ``cwd`` as a user would."""
+def run_script(script: Path, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python SCRIPT ARGS`` in ``cwd`` as a user would."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "120"}
     return subprocess.run(
-        [sys.executable, str(FIT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_fit(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python scripts/fit.py ARGS`` in ``cwd`` as a user would."""
+    return run_script(FIT, *args, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture
@@ -43,4 +48,4 @@ def image_root(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "images", {"train": 8})
 
 
-__all__ = ["FIT", "QUICK", "ROOT", "SHARED_DATA", "run_fit", "write_cifar"]
+__all__ = ["FIT", "QUICK", "ROOT", "SHARED_DATA", "run_fit", "run_script", "write_cifar"]
