@@ -36,7 +36,7 @@ class ClassificationFigures(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if isinstance(trainer.logger, TensorBoardLogger):
-            self.confusion = MulticlassConfusionMatrix(pl_module.hparams.num_classes)
+            self.confusion = MulticlassConfusionMatrix(pl_module.hparams.num_classes, validate_args=False)
 
     def _start(self, pl_module: LightningModule) -> None:
         if self.confusion is not None:

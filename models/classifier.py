@@ -115,9 +115,10 @@ class ImageClassifier(LightningModule):
             setattr(self, f"{stage}_metrics", stage_metrics(num_classes, stage))
             # nan_strategy="disable": checking each loss for NaN would wait for the GPU on every step.
             setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
-        # Accuracy of each class, for validation and test: one number per class, logged apart from the collection.
-        self.val_class_acc = MulticlassAccuracy(num_classes, average=None)
-        self.test_class_acc = MulticlassAccuracy(num_classes, average=None)
+        # Accuracy of each class, for validation and test, logged apart from the collection: one number per class.
+        # No argument checks: they would wait for the GPU, and argmax predictions are always valid.
+        self.val_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
+        self.test_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
 
     def model_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Forward one batch; returns the loss, the class probabilities and the targets."""

@@ -99,6 +99,9 @@ def main() -> int:
         best = study.best_trial
     except USER_ERRORS as err:
         return report(err)
+    except KeyboardInterrupt:  # Optuna has marked the running trial failed; the finished ones are stored
+        print("\ninterrupted: run the same command again to continue the study", file=sys.stderr)
+        return 130
     options.output.write_text(best.user_attrs["config"])
     params = ", ".join(f"{name}={value}" for name, value in best.params.items())
     print(f"\nSearch: {len(study.trials)} trials in the study, {time.perf_counter() - start:.0f} s in this run")
