@@ -101,8 +101,11 @@ def test_own_activation_loss_and_optimizer_by_import_path_from_yaml(tmp_path: Pa
             """
         )
     )
-    result = run_fit(*DIGITS, "--config", "parts.yaml", cwd=tmp_path)
+    # With the CSV logger, which also shows that the figures are left out without TensorBoard.
+    logger = ["--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", "."]
+    result = run_fit(*DIGITS, "--config", "parts.yaml", *logger, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))
     config = yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())["model"]["init_args"]
     assert config["activation"] == "my_parts.cube_root"
     assert config["loss"]["init_args"]["margin"] == 0.5
@@ -118,7 +121,7 @@ def test_unknown_activation_is_one_error_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_regularization_early_stopping_clipping_and_anomaly_detection(tmp_path: Path) -> None:
+def test_regularization_early_stopping_clipping_anomaly_detection_and_evaluation(tmp_path: Path) -> None:
     args = ["--model.l1", "1e-4", "--model.weight_decay", "1e-3", "--model.dropout", "0.3", "--max_epochs", "6"]
     # min_delta of 1: no epoch can improve val/acc that much, so training stops after patience 1 + 1 epochs.
     args += ["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/acc"]
@@ -134,6 +137,21 @@ def test_regularization_early_stopping_clipping_and_anomaly_detection(tmp_path: 
     assert last["epoch"] == 1  # stopped early: 2 of 6 epochs
     hparams = last["hyper_parameters"]
     assert (hparams["l1"], hparams["weight_decay"], hparams["dropout"]) == (1e-4, 1e-3, 0.3)
+
+    # Evaluation: per-class accuracy, confusion matrix and misclassified images, for validation and test.
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    assert {f"test/class_acc/{digit}" for digit in range(10)} <= set(metrics)
+    assert {"test/acc", "test/f1", "test/auroc"} <= set(metrics)
+    assert "class_acc" not in result.stdout.split("Test accuracy:")[1]  # the summary keeps to the overall metrics
+    scalars, images = set(), set()
+    for events in run.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        scalars |= set(accumulator.Tags()["scalars"])
+        images |= set(accumulator.Tags()["images"])
+    assert {"val/class_acc/0", "val/class_acc/9"} <= scalars
+    expected = {f"{stage}/{name}" for stage in ("val", "test") for name in ("confusion_matrix", "misclassified")}
+    assert expected <= images
 
 
 def test_l1_penalty_adds_l1_times_the_weights_absolute_sum_to_the_training_loss() -> None:
@@ -196,28 +214,3 @@ def test_learning_rate_and_batch_size_finders(tmp_path: Path) -> None:
     scheduler = checkpoint["lr_schedulers"][0]
     assert scheduler["total_steps"] == math.ceil(1258 / 32)
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["max_lr"] == pytest.approx(suggested)
-
-
-def test_evaluation_per_class_accuracy_confusion_matrix_and_misclassified_images(tmp_path: Path) -> None:
-    result = run_fit(*DIGITS, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    run = only_run_dir(tmp_path)
-    metrics = json.loads((run / "test_metrics.json").read_text())
-    assert {f"test/class_acc/{digit}" for digit in range(10)} <= set(metrics)
-    assert {"test/acc", "test/f1", "test/auroc"} <= set(metrics)
-    assert "class_acc" not in result.stdout.split("Test accuracy:")[1]  # the summary keeps to the overall metrics
-    scalars, images = set(), set()
-    for events in run.glob("events.out.tfevents.*"):
-        accumulator = EventAccumulator(str(events))
-        accumulator.Reload()
-        scalars |= set(accumulator.Tags()["scalars"])
-        images |= set(accumulator.Tags()["images"])
-    assert {"val/class_acc/0", "val/class_acc/9"} <= scalars
-    expected = {f"{stage}/{name}" for stage in ("val", "test") for name in ("confusion_matrix", "misclassified")}
-    assert expected <= images
-
-
-def test_no_figures_without_tensorboard(tmp_path: Path) -> None:
-    result = run_fit(*DIGITS, "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", ".", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert not list(tmp_path.rglob("events.out.tfevents.*"))
