@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
 
 
 class SaveTestMetrics(Callback):
@@ -23,7 +24,7 @@ class SaveTestMetrics(Callback):
         if trainer.log_dir is None:
             return
         self.path = Path(trainer.log_dir) / self.filename
-        if trainer.logger is not None:
+        if isinstance(trainer.logger, TensorBoardLogger):  # other loggers take no metrics with the hyperparameters
             hparams = dict(pl_module.hparams)
             if trainer.datamodule is not None:
                 hparams.update(trainer.datamodule.hparams)

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
+from sklearn.model_selection import StratifiedKFold
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
@@ -81,6 +82,10 @@ class ClassificationDataModule(LightningDataModule):
             quarter of the free memory.
         on_device: Keep in-memory images on the accelerator for the whole run, so batches need no
             copy; default: on for a CUDA device when they take at most a quarter of its memory.
+        folds: K-fold cross-validation (``scripts/cross_validate.py`` sets it): with 2 or more, the
+            training data (training and validation parts) is split into ``folds`` stratified folds,
+            seeded by ``seed``, and fold number ``fold`` is the validation part; ``val_size`` is unused.
+        fold: Which fold is the validation part, from 0 to ``folds - 1``.
     """
 
     num_classes: int
@@ -99,6 +104,8 @@ class ClassificationDataModule(LightningDataModule):
         seed: int = 42,
         in_memory: bool | None = None,
         on_device: bool | None = None,
+        folds: int = 0,
+        fold: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -107,6 +114,8 @@ class ClassificationDataModule(LightningDataModule):
             raise ValueError(f"num_workers must be 0 or more, got {num_workers}")
         if not 0 < val_size < float("inf"):
             raise ValueError(f"val_size must be positive (a fraction below 1 or a count), got {val_size}")
+        if folds == 1 or folds < 0 or (folds and not 0 <= fold < folds):
+            raise ValueError(f"folds must be 0 (off) or at least 2, and fold in 0..folds-1; got {folds}, {fold}")
         self.save_hyperparameters()
         self.batch_size = batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
@@ -115,11 +124,24 @@ class ClassificationDataModule(LightningDataModule):
         self.seed = seed
         self.in_memory = in_memory
         self.on_device = on_device
+        self.folds = folds
+        self.fold = fold
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.train_batches: ShardedBatches | None = None
         self.resume_position: dict[str, int] | None = None
+
+    def split_train_val(self, labels: Tensor) -> tuple[list[int], list[int]]:
+        """Indices of the training and validation parts among samples with these ``labels``.
+
+        A seeded random ``val_size`` part, or, for cross-validation, fold ``fold`` of ``folds`` stratified folds.
+        """
+        if not self.folds:
+            return tuple(split_indices(len(labels), [self.val_size], self.seed))
+        folds = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
+        train, val = list(folds.split(labels.numpy(), labels.numpy()))[self.fold]
+        return train.tolist(), val.tolist()
 
     def keep_in_memory(self, n_images: int) -> bool:
         """Whether ``n_images`` of ``input_shape`` are to be decoded into memory (see ``in_memory``)."""

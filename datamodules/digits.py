@@ -37,7 +37,11 @@ class Digits(ClassificationDataModule):
         # The 17 grey levels 0..16 become 0..255, so these images go through the same uint8 path as all others.
         images = (torch.tensor(digits.images) * 255 / 16).round().to(torch.uint8).unsqueeze(1)
         data = TensorImages(images, torch.tensor(digits.target))
-        train, val, test = split_indices(len(data), [self.val_size, self.test_size], self.seed)
+        if self.folds:  # the test part first, then the folds of the rest
+            rest, test = split_indices(len(data), [self.test_size], self.seed)
+            train, val = ([rest[i] for i in part] for part in self.split_train_val(data.labels[torch.as_tensor(rest)]))
+        else:
+            train, val, test = split_indices(len(data), [self.val_size, self.test_size], self.seed)
         pixels = images[train].double() / 255
         self.mean, self.std = [pixels.mean().item()], [pixels.std().item()]
         self.train_set, self.val_set, self.test_set = data.subset(train), data.subset(val), data.subset(test)

@@ -130,6 +130,10 @@ class ImageFolder(ClassificationDataModule):
                 raise ValueError(f"--data.{name} needs {channels} value(s), one per image channel, got {len(stats)}")
         self.mean, self.std = mean, std  # type: ignore[assignment]  # None until setup() computes them
         self.augment = augment
+        if self.folds:
+            raise ValueError(
+                "cross-validation (folds) is not supported for ImageFolder yet: use MNIST, CIFAR or Digits"
+            )
         self.test_size = test_size
         self.stats_images = stats_images
 

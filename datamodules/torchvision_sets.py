@@ -10,7 +10,7 @@ from torch.utils.data import Subset
 from torchvision import datasets
 from torchvision.datasets import VisionDataset
 
-from datamodules.base import ClassificationDataModule, split_indices
+from datamodules.base import ClassificationDataModule
 from datamodules.batches import TensorImages
 from datamodules.errors import DataError
 from datamodules.transforms import to_uint8_tensor, with_transform
@@ -99,7 +99,7 @@ class TorchvisionDataModule(ClassificationDataModule):
         """Split the official train set into train and validation parts; open the official test set."""
         if stage in ("fit", "validate"):
             train = self._open(train=True)
-            train_idx, val_idx = split_indices(len(train), [self.val_size], self.seed)
+            train_idx, val_idx = self.split_train_val(torch.as_tensor(train.targets))
             if self.keep_in_memory(len(train)):
                 train = self._tensors(train)
                 self.train_set, self.val_set = train.subset(train_idx), train.subset(val_idx)

@@ -1,9 +1,16 @@
-"""LightningModules: the shared :class:`ImageClassifier` base and the MLP, CNN, ResNet9 and Pretrained built on it."""
+"""LightningModules: the shared :class:`ImageClassifier` base and the MLP, CNN, ResNet9 and Pretrained built on it.
 
+Also the worked examples of a custom activation, loss and optimizer; importing them here makes them
+known to the CLI by class name (``--model.loss FocalLoss``, ``--model.optimizer MomentumSGD``).
+"""
+
+from models.activations import Swish
 from models.classifier import ImageClassifier
 from models.cnn import CNN
+from models.losses import FocalLoss
 from models.mlp import MLP
+from models.optimizers import MomentumSGD
 from models.pretrained import Pretrained
 from models.resnet import ResNet9
 
-__all__ = ["CNN", "MLP", "ImageClassifier", "Pretrained", "ResNet9"]
+__all__ = ["CNN", "MLP", "FocalLoss", "ImageClassifier", "MomentumSGD", "Pretrained", "ResNet9", "Swish"]

@@ -5,6 +5,7 @@ from typing import Any, Literal
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
@@ -52,11 +53,19 @@ class ImageClassifier(LightningModule):
     Args:
         num_classes: Number of classes (from the datamodule).
         input_shape: Shape of one input image as (channels, height, width) (from the datamodule).
-        optimizer: Optimizer: sgd (with ``momentum`` and ``nesterov``), adam, adamw, rmsprop or adagrad.
+        optimizer: Optimizer: sgd (with ``momentum`` and ``nesterov``), adam, adamw, rmsprop or adagrad;
+            or any ``torch.optim.Optimizer`` subclass by class name or import path (``MomentumSGD``,
+            ``my_file.MyOptimizer``), whose own options are ``--model.optimizer.<name>``; it gets its
+            learning rate from ``lr`` (so that schedules and the learning-rate finder work).
         lr: Learning rate; the peak rate for the onecycle schedule.
-        weight_decay: L2 penalty (decoupled for adamw).
+        weight_decay: L2 penalty (decoupled for adamw), for the built-in optimizers.
         momentum: Momentum for sgd and rmsprop.
         nesterov: Nesterov momentum for sgd.
+        loss: Loss module called as ``loss(logits, targets)``: default the cross-entropy (with
+            ``label_smoothing``); or any ``nn.Module`` by class name or import path (``FocalLoss``,
+            ``my_file.MyLoss``), whose own options are ``--model.loss.<name>``.
+        l1: L1 penalty: ``l1`` times the sum of the absolute values of the weights (not the biases or
+            normalization parameters) is added to the training loss.
         scheduler: Learning-rate schedule: none; step (times ``gamma`` every ``step_size`` epochs);
             cosine (to zero over the run, per step); onecycle (warm-up then annealing, per step);
             plateau (times ``gamma`` when val/acc stalls for ``patience`` epochs).
@@ -70,7 +79,7 @@ class ImageClassifier(LightningModule):
         self,
         num_classes: int,
         input_shape: tuple[int, int, int],
-        optimizer: OptimizerName = "adamw",
+        optimizer: OptimizerName | OptimizerCallable = "adamw",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
@@ -80,26 +89,36 @@ class ImageClassifier(LightningModule):
         gamma: float = 0.1,
         patience: int = 3,
         label_smoothing: float = 0.0,
+        loss: nn.Module | None = None,
+        l1: float = 0.0,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         if len(input_shape) != 3 or min(input_shape) < 1:
             raise ValueError(f"input_shape must be (channels, height, width), got {tuple(input_shape)}")
-        if optimizer not in OPTIMIZERS:
+        if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if not 0 < lr < float("inf"):
             raise ValueError(f"lr must be a positive number, got {lr}")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if l1 < 0:
+            raise ValueError(f"l1 must be 0 or more, got {l1}")
         # Collects the init arguments of the subclass too, so MyModel.load_from_checkpoint(path) just works.
         self.save_hyperparameters()
         self.example_input_array = torch.zeros(2, *input_shape)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        # Kept here, not read back from hparams: under the CLI those hold the config (class_path), not the object.
+        self.optimizer_factory = optimizer
+        self.criterion = loss if loss is not None else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         for stage in STAGES:  # train_metrics, val_metrics, test_metrics; train_loss, val_loss, test_loss
             setattr(self, f"{stage}_metrics", stage_metrics(num_classes, stage))
             # nan_strategy="disable": checking each loss for NaN would wait for the GPU on every step.
             setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
+        # Accuracy of each class, for validation and test, logged apart from the collection: one number per class.
+        # No argument checks: they would wait for the GPU, and argmax predictions are always valid.
+        self.val_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
+        self.test_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
 
     def model_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Forward one batch; returns the loss, the class probabilities and the targets."""
@@ -112,20 +131,36 @@ class ImageClassifier(LightningModule):
         logits = self(x)
         return self.criterion(logits, y), logits.softmax(dim=-1), y
 
-    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
         loss, probs, y = self.model_step(batch)
         # One value per sample, not (loss, weight=len(y)): torchmetrics ignores weights under nan_strategy="disable".
         getattr(self, f"{stage}_loss").update(loss.detach().expand(len(y)))
         getattr(self, f"{stage}_metrics").update(probs.detach(), y)
-        return loss
+        return loss, probs
+
+    def _evaluation_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
+        loss, probs = self._shared_step(batch, stage)
+        preds = probs.argmax(dim=-1)
+        getattr(self, f"{stage}_class_acc").update(preds, batch[1])
+        return {"loss": loss, "preds": preds}  # the predictions for callbacks (callbacks.ClassificationFigures)
 
     def _log_epoch(self, stage: str) -> None:
         # Logged as torchmetrics objects: Lightning computes them (summed over DDP ranks) and resets them.
         self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), prog_bar=True)
         self.log_dict(getattr(self, f"{stage}_metrics"), prog_bar=stage != "train")
+        if stage != "train":
+            class_acc = getattr(self, f"{stage}_class_acc")
+            names = getattr(self.trainer.datamodule, "class_names", None) or range(self.hparams.num_classes)
+            accuracies = class_acc.compute()
+            self.log_dict({f"{stage}/class_acc/{name}": acc for name, acc in zip(names, accuracies, strict=True)})
+            class_acc.reset()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss = self._shared_step(batch, "train")
+        loss, _ = self._shared_step(batch, "train")
+        if self.hparams.l1:
+            # All the norms in one fused kernel (as in clip_grad_norm_): cheap next to the step itself.
+            weights = [p for p in self.parameters() if p.dim() > 1]
+            loss = loss + self.hparams.l1 * torch.stack(torch._foreach_norm(weights, 1)).sum()
         # A step's loss only where Lightning writes the logs: each self.log call costs about a millisecond,
         # and the progress bar would wait for the GPU on every step to show it.
         every = self.trainer.log_every_n_steps
@@ -136,14 +171,14 @@ class ImageClassifier(LightningModule):
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "val")
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluation_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "test")
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluation_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
@@ -155,12 +190,15 @@ class ImageClassifier(LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        kwargs: dict[str, Any] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
-        if hp.optimizer == "sgd":
-            kwargs.update(momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0)
-        elif hp.optimizer == "rmsprop":
-            kwargs.update(momentum=hp.momentum)
-        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), **kwargs)
+        if isinstance(self.optimizer_factory, str):
+            kwargs: dict[str, Any] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+            if self.optimizer_factory == "sgd":
+                kwargs.update(momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0)
+            elif self.optimizer_factory == "rmsprop":
+                kwargs.update(momentum=hp.momentum)
+            optimizer = OPTIMIZERS[self.optimizer_factory](self.parameters(), **kwargs)
+        else:
+            optimizer = self.optimizer_factory(self.parameters(), lr=hp.lr)
         if hp.scheduler == "none":
             return {"optimizer": optimizer}
         if hp.scheduler == "step":
@@ -179,6 +217,10 @@ class ImageClassifier(LightningModule):
             if hp.scheduler == "cosine":
                 per_step = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(total_steps))
             else:
-                per_step = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=int(total_steps))
+                # Momentum is cycled too, where the optimizer has one (not adagrad or a custom one without).
+                cycle_momentum = "momentum" in optimizer.defaults or "betas" in optimizer.defaults
+                per_step = torch.optim.lr_scheduler.OneCycleLR(
+                    optimizer, max_lr=hp.lr, total_steps=int(total_steps), cycle_momentum=cycle_momentum
+                )
             scheduler = {"scheduler": per_step, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -5,6 +5,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from models.activations import Activation, make_activation
 from models.classifier import ImageClassifier
 
 
@@ -19,6 +20,7 @@ class CNN(ImageClassifier):
         input_shape: (channels, height, width) of the input (from the datamodule).
         channels: Output channels of each 3x3 conv block.
         hidden_size: Width of the fully connected hidden layer.
+        activation: Activation after each block and the hidden layer, as the MLP's ``activation``.
         dropout: Dropout probability before the classifier (0 disables it).
         channels_last: Keep weights and activations in channels-last memory layout, which the CPU
             (oneDNN) and GPU (cuDNN) convolution kernels run faster on; the results are the same.
@@ -31,6 +33,7 @@ class CNN(ImageClassifier):
         input_shape: tuple[int, int, int],
         channels: tuple[int, ...] = (32, 64, 128),
         hidden_size: int = 128,
+        activation: Activation = "relu",
         dropout: float = 0.0,
         channels_last: bool = True,
         **kwargs: Any,
@@ -50,7 +53,7 @@ class CNN(ImageClassifier):
             blocks += [
                 nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
                 nn.BatchNorm2d(out_channels),
-                nn.ReLU(inplace=True),
+                make_activation(activation),
                 nn.MaxPool2d(2),
             ]
             in_channels = out_channels
@@ -59,7 +62,7 @@ class CNN(ImageClassifier):
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(in_channels * height * width, hidden_size),
-            nn.ReLU(inplace=True),
+            make_activation(activation),
             nn.Dropout(dropout),
             nn.Linear(hidden_size, num_classes),
         )

@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from models.activations import ActivationName, make_activation
+from models.activations import Activation, make_activation
 from models.classifier import ImageClassifier
 
 
@@ -19,7 +19,8 @@ class MLP(ImageClassifier):
         num_classes: Number of classes (from the datamodule).
         input_shape: (channels, height, width) of the input (from the datamodule).
         hidden_sizes: Width of each hidden layer, input side first; empty for a linear classifier.
-        activation: Activation after each hidden layer.
+        activation: Activation after each hidden layer: a name (relu, leaky_relu, elu, gelu, silu, mish, tanh,
+            sigmoid, swish), or the import path of an ``nn.Module`` class or of a function (``torch.sin``).
         dropout: Dropout probability after each hidden layer (0 disables it).
         batch_norm: Batch normalization after each hidden Linear layer.
         **kwargs: Loss, optimizer and schedule options of :class:`ImageClassifier`.
@@ -30,7 +31,7 @@ class MLP(ImageClassifier):
         num_classes: int,
         input_shape: tuple[int, int, int],
         hidden_sizes: tuple[int, ...] = (500, 256),
-        activation: ActivationName = "relu",
+        activation: Activation = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
         **kwargs: Any,

@@ -25,6 +25,8 @@ from typing import Any
 sys.path.insert(0, os.getcwd())
 # Raised inside Lightning itself on every run; nothing a user of this script can act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+# cross_validate.py and search.py build the CLI from the part of the command line that is fit.py's.
+warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
@@ -34,7 +36,15 @@ from lightning.pytorch import LightningModule, Trainer  # noqa: E402
 from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 
-from callbacks import RandomStateInCheckpoint, RunCheckpoint, SaveRunConfig, SaveTestMetrics  # noqa: E402
+from callbacks import (  # noqa: E402
+    ClassificationFigures,
+    NonFiniteLossError,
+    RandomStateInCheckpoint,
+    RunCheckpoint,
+    SaveRunConfig,
+    SaveTestMetrics,
+    StopOnNonFiniteLoss,
+)
 from datamodules import ClassificationDataModule, DataError  # noqa: E402
 from models import ImageClassifier  # noqa: E402
 
@@ -46,6 +56,8 @@ SHORT_FLAGS = {
     "--precision": "--trainer.precision",
     "--max_epochs": "--trainer.max_epochs",
     "--seed": "--seed_everything",
+    "--gradient_clip_val": "--trainer.gradient_clip_val",
+    "--detect_anomaly": "--trainer.detect_anomaly",
 }
 BUILT_IN = {
     "model": ["MLP", "CNN", "ResNet9", "Pretrained"],
@@ -81,6 +93,8 @@ class FitCLI(LightningCLI):
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(SaveTestMetrics, "test_metrics")
+        parser.add_lightning_class_args(ClassificationFigures, "figures")
+        parser.add_lightning_class_args(StopOnNonFiniteLoss, "stop_on_nonfinite")
         parser.add_argument(
             "--compile",
             type=bool,
@@ -327,7 +341,8 @@ def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str) -> None:
     """The run's test accuracy and where its logs, checkpoint and metrics are."""
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
     saver = next(callback for callback in trainer.callbacks if isinstance(callback, SaveTestMetrics))
-    others = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if name != "test/acc")
+    shown = {name: value for name, value in metrics.items() if name != "test/acc" and "/class_acc/" not in name}
+    others = ", ".join(f"{name} {value:.4f}" for name, value in shown.items())
     print(f"\nTest accuracy:   {metrics['test/acc']:.2%} ({others})")
     print(f"Run folder:      {relative(run_dir)}")
     print(
@@ -336,6 +351,16 @@ def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str) -> None:
     if saver.path is not None:
         print(f"Test metrics:    {relative(saver.path)}")
     print(f"TensorBoard:     tensorboard --logdir {relative(Path(run_dir).parent)}")
+
+
+# Errors that are the user's to fix: reported as one `error:` line (see `report`), without a traceback.
+USER_ERRORS = (ArgumentError, DataError, MisconfigurationException, NonFiniteLossError, OSError, RunError, ValueError)
+
+
+def report(err: BaseException) -> int:
+    """Print ``err`` as one ``error:`` line on stderr; returns the exit code (2 for a bad flag, else 1)."""
+    print(f"error: {os_error_message(err) if isinstance(err, OSError) else user_message(err)}", file=sys.stderr)
+    return 2 if isinstance(err, ArgumentError) else 1
 
 
 def build_cli(args: list[str] | None = None) -> FitCLI:
@@ -354,6 +379,16 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
     )
 
 
+def fit(cli: FitCLI) -> str:
+    """Fit the CLI's model on its datamodule; returns the best checkpoint's path ("" when none was kept)."""
+    if cli.config.ckpt_path:
+        check_checkpoint(cli.config.ckpt_path, cli.model)
+    if cli.config.compile:
+        cli.model.compile()  # the forward pass only: loss, metrics and logging stay eager
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+    return cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
+
+
 def main() -> int:
     """Parse the options, fit, test the best checkpoint and print a summary; returns the exit code."""
     # Rewritten in place, not passed as args: Lightning's DDP launcher starts the other ranks with sys.argv.
@@ -361,19 +396,10 @@ def main() -> int:
     try:
         cli = build_cli()
         trainer = cli.trainer
-        if cli.config.ckpt_path:
-            check_checkpoint(cli.config.ckpt_path, cli.model)
-        if cli.config.compile:
-            cli.model.compile()  # the forward pass only: loss, metrics and logging stay eager
-        trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = fit(cli)
         trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
-    except OSError as err:
-        print(f"error: {os_error_message(err)}", file=sys.stderr)
-        return 1
-    except (ArgumentError, DataError, MisconfigurationException, RunError, ValueError) as err:
-        print(f"error: {user_message(err)}", file=sys.stderr)
-        return 2 if isinstance(err, ArgumentError) else 1
+    except USER_ERRORS as err:
+        return report(err)
     run_dir = trainer.log_dir  # every rank must ask: under DDP it is broadcast from rank 0
     if trainer.is_global_zero:
         print_summary(trainer, run_dir, best)

@@ -1,0 +1,50 @@
+"""scripts/search.py end to end on scikit-learn's digits: trials, pruning reports, resuming, the best YAML."""
+
+import textwrap
+from pathlib import Path
+
+import optuna
+import yaml
+
+from tests.conftest import QUICK, run_fit, run_script
+
+DIGITS = ["--data", "Digits", "--model", "MLP", "--model.hidden_sizes", "[32]", *QUICK, "--max_epochs", "2"]
+DIGITS += ["--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false"]
+SPACE = """
+metric: val/acc
+direction: maximize
+pruner: {n_startup_trials: 1, n_warmup_steps: 0}
+params:
+  model.lr: {low: 1.0e-4, high: 1.0e-1, log: true}
+  model.hidden_sizes: {choices: ["[16]", "[32]"]}
+"""
+
+
+def test_search_resumes_its_study_and_writes_a_config_fit_accepts(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text(textwrap.dedent(SPACE))
+    options = ["--space", "space.yaml", "--storage", "study.db", "--study", "digits", "--output", "best.yaml"]
+    first = run_script("search", *options, "--trials", "1", *DIGITS, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "0 trials done, 1 to run" in first.stdout
+    # The same command with more trials continues the study stored in study.db.
+    second = run_script("search", *options, "--trials", "2", *DIGITS, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "1 trials done, 1 to run" in second.stdout
+    study = optuna.load_study(study_name="digits", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(study.trials) == 2
+    for trial in study.trials:  # each epoch's val/acc was reported for pruning
+        assert trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        assert list(trial.intermediate_values) == ([0, 1] if trial.state.name == "COMPLETE" else [0])
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert best["model"]["init_args"]["lr"] == study.best_params["model.lr"]
+    assert best["model"]["init_args"]["hidden_sizes"] == yaml.safe_load(study.best_params["model.hidden_sizes"])
+    again = run_fit("--config", "best.yaml", "--max_epochs", "1", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "Test accuracy:" in again.stdout
+
+
+def test_search_space_without_params_is_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text("metric: val/acc\n")
+    result = run_script("search", "--space", "space.yaml", *DIGITS, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: space.yaml: needs a `params:` mapping of option names to ranges or choices"
