@@ -15,9 +15,9 @@ class StopOnNonFiniteLoss(Callback):
     """Raise :class:`NonFiniteLossError` when a training loss is NaN or infinite, before a checkpoint is written.
 
     The step losses stay on the device and are checked together every ``log_every_n_steps`` steps
-    (when Lightning waits for the device to log anyway), before each validation and at the end of each
-    training epoch. Lightning writes checkpoints after validation and at the end of the epoch, after
-    this callback has run, so the checkpoints on disk all come from before the loss broke.
+    (when Lightning waits for the device to log anyway), before each validation, at the end of each
+    training epoch, and before every checkpoint is written (also those written within epochs), so the
+    checkpoints on disk all come from before the loss broke.
     """
 
     def __init__(self) -> None:
@@ -41,6 +41,9 @@ class StopOnNonFiniteLoss(Callback):
         self.check(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.check(trainer)
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         self.check(trainer)
 
     def check(self, trainer: Trainer) -> None:

@@ -156,10 +156,10 @@ class ClassificationDataModule(LightningDataModule):
         fits = device.type == "cuda" and data.images.nbytes * 4 <= torch.cuda.get_device_properties(device).total_memory
         return device if fits else torch.device("cpu")
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> TensorBatches | LoaderBatches:
+    def _loader(self, dataset: Dataset | None, shuffle: bool, labelled: bool = True) -> TensorBatches | LoaderBatches:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its data loaders are asked for")
-        labels = dataset_labels(dataset)
+        labels = dataset_labels(dataset) if labelled else None
         if labels is not None and len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes:
             wrong = labels[(labels < 0) | (labels >= self.num_classes)]
             raise DataError(
@@ -203,7 +203,7 @@ class ClassificationDataModule(LightningDataModule):
         return self._loader(self.test_set, shuffle=False)
 
     def predict_dataloader(self) -> TensorBatches | LoaderBatches:
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.test_set, shuffle=False, labelled=False)  # images to predict may have none
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps of the data: the classes and the preprocessing that a trained model expects,

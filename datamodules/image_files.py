@@ -75,8 +75,9 @@ class ImageFiles(ClassificationDataModule):
         for path in find_images(self.paths):
             try:
                 images.append(to_tensor(load_image(str(path), mode="L" if channels == 1 else "RGB")))
-            except OSError as err:  # PIL's UnidentifiedImageError included
-                self.skipped.append((path, str(err).splitlines()[0] if str(err) else type(err).__name__))
+            except DataError as err:  # not an image, or a damaged one
+                cause = err.__cause__ or err
+                self.skipped.append((path, str(cause).splitlines()[0] if str(cause) else type(cause).__name__))
                 continue
             self.files.append(path)
             labels.append(label_of.get(path.parent.name, -1))

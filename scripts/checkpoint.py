@@ -60,6 +60,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     data_hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {}) if hparams else {}
     data_class = data_hparams.pop("_class_path", "")
     preprocessing = checkpoint.get(data_class.rpartition(".")[2]) if hparams else None
+    if isinstance(preprocessing, dict):
+        preprocessing = {key: value for key, value in preprocessing.items() if key != "train_batches"}  # resuming's
     if "_class_path" not in hparams or not isinstance(preprocessing, dict):
         raise CommandError(
             f"{path} holds no model class or data preprocessing: give a checkpoint written by scripts/fit.py "

@@ -49,7 +49,18 @@ def test_a_torch_hub_model_from_a_local_repository_trains_from_scratch(image_roo
     (tmp_path / "hub" / "hubconf.py").write_text("from torchvision.models import mobilenet_v3_small  # noqa: F401\n")
     model = ["--model", "Pretrained", "--model.hub", str(tmp_path / "hub"), "--model.backbone", "mobilenet_v3_small"]
     data = ["--data", "ImageFolder", "--data.root", str(image_root)]
-    result = run_fit(*model, "--model.weights", "null", "--model.input_size", "32", *data, *QUICK, cwd=tmp_path)
+    result = run_fit(
+        *model,
+        "--model.weights",
+        "null",
+        "--model.input_size",
+        "32",
+        *data,
+        *QUICK,
+        "--data.batch_size",
+        "8",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "Test accuracy:" in result.stdout
 
