@@ -161,9 +161,7 @@ class TensorBatches(ShardedBatches):
         self.data = data
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
-        batches = self.sampler.index_batches()
-        if not batches:
-            return
+        batches = self.sampler.index_batches()  # never empty: a resumed epoch has batches left (load_state_dict)
         # One copy of the epoch's indices to the data's device, not one (waiting) copy per batch.
         indices = torch.cat(batches).to(self.data.images.device)
         for index in indices.split([len(batch) for batch in batches]):

@@ -8,7 +8,7 @@ from torchvision import datasets
 
 from datamodules.base import ClassificationDataModule
 from datamodules.batches import TensorImages
-from datamodules.errors import DataError
+from datamodules.errors import DataError, first_line
 from datamodules.image_folder import load_image
 from datamodules.transforms import to_uint8_tensor
 
@@ -76,8 +76,7 @@ class ImageFiles(ClassificationDataModule):
             try:
                 images.append(to_tensor(load_image(str(path), mode="L" if channels == 1 else "RGB")))
             except DataError as err:  # not an image, or a damaged one
-                cause = err.__cause__ or err
-                self.skipped.append((path, str(cause).splitlines()[0] if str(cause) else type(cause).__name__))
+                self.skipped.append((path, first_line(err.__cause__ or err)))
                 continue
             self.files.append(path)
             labels.append(label_of.get(path.parent.name, -1))

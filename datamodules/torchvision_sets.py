@@ -12,7 +12,7 @@ from torchvision.datasets import VisionDataset
 
 from datamodules.base import ClassificationDataModule
 from datamodules.batches import TensorImages
-from datamodules.errors import DataError
+from datamodules.errors import DataError, first_line
 from datamodules.transforms import to_uint8_tensor, with_transform
 
 
@@ -55,7 +55,7 @@ class TorchvisionDataModule(ClassificationDataModule):
         except Exception as err:
             if not self._has_files():
                 raise self._missing("it is not readable there") from err
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            reason = first_line(err)
             raise DataError(
                 f"the {type(self).__name__} files in {self.data_dir / self.files} are incomplete or damaged "
                 f"({reason}): delete them to download them again, or put intact copies there"
@@ -86,7 +86,7 @@ class TorchvisionDataModule(ClassificationDataModule):
                 for train in (True, False):
                     self.dataset_class(str(self.data_dir), train=train, download=True)
         except Exception as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            reason = first_line(err)
             raise self._missing(f"the download failed ({reason})") from err
 
     def _tensors(self, dataset: VisionDataset) -> TensorImages:

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import BackboneFinetuning
 from torch import Tensor, nn
 from torch.nn import functional
 
+from datamodules.errors import first_line
 from models.classifier import ImageClassifier
 
 
@@ -31,7 +32,7 @@ def load_network(name: str, weights: str | None, hub: str | None) -> nn.Module:
         names = ", ".join(str(w) for w in torchvision.models.get_model_weights(name))
         problem = f"unknown weights {weights!r} for {name}: give DEFAULT or one of {names}"
     except (OSError, RuntimeError) as err:  # the download failed; torch.hub says RuntimeError when offline
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err)
         what = f"the torch.hub model {hub}:{name}" if hub else f"the weights {weights}"
         problem = (
             f"cannot download {what} ({reason}): connect to the internet once (it is cached in {torch.hub.get_dir()})"

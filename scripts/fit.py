@@ -46,6 +46,7 @@ from callbacks import (  # noqa: E402
     StopOnNonFiniteLoss,
 )
 from datamodules import ClassificationDataModule, DataError  # noqa: E402
+from datamodules.errors import first_line  # noqa: E402
 from models import ImageClassifier  # noqa: E402
 
 SHORT_FLAGS = {
@@ -236,7 +237,7 @@ def check_checkpoint(path: str, model: LightningModule) -> None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # any failure to load means the same to the user: this file cannot be resumed
         raise RunError(
-            f"cannot read the checkpoint {path} ({str(err).splitlines()[0] if str(err) else type(err).__name__}): "
+            f"cannot read the checkpoint {path} ({first_line(err)}): "
             "it is truncated or not a checkpoint; resume from another one of its folder"
         ) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
@@ -302,18 +303,18 @@ def os_error_message(err: OSError) -> str:
     return f"{where}{err.strerror or err}"
 
 
-def first_line(err: BaseException) -> str:
+def error_line(err: BaseException) -> str:
     """The first line of ``err``'s message; for an error re-raised from a DataLoader worker, the original's."""
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
     if len(lines) > 1 and lines[0].startswith("Caught ") and "worker process" in lines[0]:
         return re.sub(r"^[\w.]+: ", "", lines[-1])  # "datamodules.errors.DataError: the message"
-    return lines[0] if lines else type(err).__name__
+    return first_line(err)
 
 
 def user_message(err: BaseException) -> str:
     """One line for the user from an error of the CLI: ours as they are, others' innermost cause, with its option."""
     chain = error_chain(err)
-    text = first_line(next((e for e in chain if isinstance(e, (DataError, RunError))), chain[-1]))
+    text = error_line(next((e for e in chain if isinstance(e, (DataError, RunError))), chain[-1]))
     keys = [match[1] for e in chain if (match := re.search(r'Parser key "([^"]+)"', str(e)))]
     key = ".".join(dict.fromkeys(keys)) or None  # nested keys, outermost first: model, lr -> model.lr
     unknown = re.fullmatch(r"Expected a dot import path string: (.*)", text)
