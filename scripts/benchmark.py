@@ -1,20 +1,24 @@
 #!/usr/bin/env python
-"""Training speed of this project against two plain PyTorch loops, on the same data and model.
+"""Training speed of this project against plain PyTorch loops and bare Lightning, on the same data and model.
 
   (a) the tutorials' loop: a torchvision dataset that decodes every image through PIL, ToTensor and
       Normalize on every epoch, batched by a DataLoader;
   (b) a hand-written loop over tensors already in memory (on a GPU: already on the device), already
       normalized: the practical limit;
   (c) this project: scripts/fit.py's model, datamodule and Lightning Trainer (its callbacks and
-      logger included), validation off.
+      logger included), validation off;
+  (d) bare Lightning: (b)'s batches and the same network in the smallest LightningModule (the loss,
+      the optimizer and schedule, nothing else), by a Trainer with no callbacks, logger or progress
+      bar: Lightning's own cost per step, the least that (c) can have.
 
 Each method runs in a process of its own, in turn, for --rounds rounds (alternating evens out a
 machine's changing load); the figure of a method is the median of its epochs' samples per second,
 first epoch of each process excluded (warm-up), and the peak memory of its process. No augmentation
-anywhere: the three do the same work per sample.
+anywhere: all do the same work per sample.
 
 Examples:
     python scripts/benchmark.py --model MLP --data mnist --data_dir ../shared/data
+    python scripts/benchmark.py --model MLP --methods cd      # this project's cost on top of Lightning's
     python scripts/benchmark.py --model CNN --data cifar10 --data_dir /tmp/cifar10-jpg --device cuda
     python scripts/benchmark.py --model CNN --data cifar10 --generate       # no data needed
 """
@@ -28,19 +32,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import fit  # scripts/fit.py, next to this file
 import numpy as np
 import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 from torchvision import datasets, transforms
 
 from datamodules import ClassificationDataModule
 from models import ImageClassifier
 
-METHODS = {"a": "tutorial loop (PIL per image)", "b": "hand-written loop (tensors)", "c": "this project (Lightning)"}
+METHODS = {
+    "a": "tutorial loop (PIL per image)",
+    "b": "hand-written loop (tensors)",
+    "c": "this project (Lightning)",
+    "d": "bare Lightning (tensors)",
+}
 SHAPES = {"mnist": (60_000, 28, 28, 1), "cifar10": (50_000, 32, 32, 3)}
 
 
@@ -77,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tutorial_workers", type=int, default=0, help="DataLoader workers of the tutorial loop (default: 0)"
     )
-    parser.add_argument("--methods", default="abc", help="which of a, b, c to run (default: abc)")
+    parser.add_argument("--methods", default="abc", help="which of a, b, c, d to run (default: abc)")
     parser.add_argument("--worker", choices=list(METHODS), help=argparse.SUPPRESS)  # one method, in this process
     return parser.parse_args(argv)
 
@@ -222,32 +232,40 @@ def run_tensors(args: argparse.Namespace, data_dir: str) -> dict[str, list[float
     return {"b": [loop.epoch() for _ in range(args.epochs)]}
 
 
-def run_project(args: argparse.Namespace, data_dir: str) -> dict[str, list[float]]:
-    """(c): scripts/fit.py's model, datamodule and Trainer, timed per training epoch by a callback.
+class PairedEpochs(Callback):
+    """Times each training epoch of a Trainer as ``speeds[method]``, then trains (b) for one epoch as ``speeds["b"]``.
 
-    After each of its epochs, the same callback trains (b), a separate copy of the model, for one
-    epoch: the two alternate in one process, so a machine's changing speed touches both alike.
+    The two alternate in one process, so a machine's changing speed touches both alike; (b) trains
+    a copy of the model of its own.
     """
-    from lightning.pytorch import Callback
 
-    speeds: dict[str, list[float]] = {"c": [], "b": []}
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        method: str,
+        speeds: dict[str, list[float]],
+        samples: Callable[[Trainer], int],
+        data: ClassificationDataModule | None = None,
+    ) -> None:
+        self.args, self.method, self.speeds, self.samples, self.data = args, method, speeds, samples, data
 
-    class EpochTimer(Callback):
-        def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
-            hparams = {name: value for name, value in pl_module.hparams.items() if not name.startswith("_")}
-            model = type(pl_module)(**hparams)
-            self.paired = tensor_loop(args, model, trainer.datamodule)
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        model = getattr(pl_module, "model", pl_module)  # (d) wraps the project's model
+        hparams = {name: value for name, value in model.hparams.items() if not name.startswith("_")}
+        self.paired = tensor_loop(self.args, type(model)(**hparams), self.data or trainer.datamodule)
 
-        def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
-            synchronize(pl_module.device)
-            self.start = time.perf_counter()
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        synchronize(pl_module.device)
+        self.start = time.perf_counter()
 
-        def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
-            synchronize(pl_module.device)
-            samples = min(len(trainer.datamodule.train_set), trainer.num_training_batches * args.batch_size)
-            speeds["c"].append(samples / (time.perf_counter() - self.start))
-            speeds["b"].append(self.paired.epoch())
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        synchronize(pl_module.device)
+        self.speeds[self.method].append(self.samples(trainer) / (time.perf_counter() - self.start))
+        self.speeds["b"].append(self.paired.epoch())
 
+
+def run_project(args: argparse.Namespace, data_dir: str) -> dict[str, list[float]]:
+    """(c): scripts/fit.py's model, datamodule and Trainer, timed per training epoch, with (b) in between."""
     accelerator = "gpu" if args.device == "cuda" else "cpu"
     options = ["--accelerator", accelerator, "--devices", "1", "--precision", args.precision]
     options += ["--max_epochs", str(args.epochs), "--trainer.limit_val_batches", "0"]
@@ -255,8 +273,67 @@ def run_project(args: argparse.Namespace, data_dir: str) -> dict[str, list[float
         options += ["--trainer.limit_train_batches", str(-(-args.samples // args.batch_size))]
     options += ["--checkpoint.monitor", "train/loss", "--checkpoint.mode", "min"]  # no validation to monitor
     cli = fit.build_cli(fit.expand_short_flags([*fit_args(args, data_dir), *options]))
-    cli.trainer.callbacks.append(EpochTimer())
+    speeds: dict[str, list[float]] = {"c": [], "b": []}
+
+    def samples(trainer: Trainer) -> int:  # whole batches up to --samples
+        return min(len(trainer.datamodule.train_set), trainer.num_training_batches * args.batch_size)
+
+    cli.trainer.callbacks.append(PairedEpochs(args, "c", speeds, samples))
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return speeds
+
+
+class BareModule(LightningModule):
+    """The project's network in the smallest LightningModule: its loss, and (b)'s optimizer and schedule."""
+
+    def __init__(self, model: ImageClassifier, steps: int) -> None:
+        super().__init__()
+        self.model, self.steps = model, steps
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        return self.model.criterion(self.model(x), y)
+
+    def configure_optimizers(self) -> dict:
+        hp = self.model.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=self.steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class EpochBatches:
+    """(b)'s batches of one epoch per iteration, with a length, as a Trainer's training data."""
+
+    def __init__(self, loop: PlainLoop, steps_per_epoch: int) -> None:
+        self.loop, self.steps_per_epoch = loop, steps_per_epoch
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return iter(self.loop.epoch_batches())
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+
+def run_bare(args: argparse.Namespace, data_dir: str) -> dict[str, list[float]]:
+    """(d): bare Lightning on (b)'s batches, timed per training epoch, with (b) in between."""
+    model, data = project_parts(args, data_dir)
+    batches = tensor_loop(args, model, data)  # only its batches: the Trainer trains the model
+    samples = len(data.train_set.labels[: args.samples])  # as (b)
+    steps = -(-samples // args.batch_size)
+    speeds: dict[str, list[float]] = {"d": [], "b": []}
+    timer = PairedEpochs(args, "d", speeds, lambda trainer: samples, data)
+    trainer = Trainer(
+        accelerator="gpu" if args.device == "cuda" else "cpu",
+        devices=1,
+        precision=args.precision,
+        max_epochs=args.epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(BareModule(model, steps * args.epochs), train_dataloaders=EpochBatches(batches, steps))
     return speeds
 
 
@@ -270,7 +347,7 @@ def peak_memory(device: str) -> float:
 def worker(args: argparse.Namespace) -> None:
     """Run one method in this process and print its figures as one JSON line."""
     data_dir = os.environ["BENCHMARK_DATA_DIR"]
-    run = {"a": run_tutorial, "b": run_tensors, "c": run_project}[args.worker]
+    run = {"a": run_tutorial, "b": run_tensors, "c": run_project, "d": run_bare}[args.worker]
     speeds = run(args, data_dir)
     print("BENCHMARK " + json.dumps({**speeds, "peak_mib": peak_memory(args.device)}), flush=True)
 
@@ -317,13 +394,14 @@ def main() -> int:
         speed[method] = statistics.median(s for run in figures[method] for s in run[method][1:])
         peak = max(run["peak_mib"] for run in figures[method])
         print(f"  ({method}) {METHODS[method]:32s} {speed[method]:10,.0f} samples/s   peak {peak:8,.0f} MiB")
-    if "c" in speed:
-        pairs = [c / b for run in figures["c"] for c, b in zip(run["c"][1:], run["b"][1:], strict=True)]
-        print(
-            f"  c/b = {statistics.median(pairs):.2f}  (epoch by epoch, (b) alternating with (c) in its process; "
-            f"range {min(pairs):.2f}-{max(pairs):.2f})"
-        )
-    for top, bottom in (("c", "b"), ("c", "a"), ("b", "a")):
+    for method in "cd":
+        if method in speed:
+            pairs = [x / b for run in figures[method] for x, b in zip(run[method][1:], run["b"][1:], strict=True)]
+            print(
+                f"  {method}/b = {statistics.median(pairs):.2f}  (epoch by epoch, (b) alternating with ({method}) "
+                f"in its process; range {min(pairs):.2f}-{max(pairs):.2f})"
+            )
+    for top, bottom in (("c", "b"), ("c", "a"), ("b", "a"), ("c", "d")):
         if top in speed and bottom in speed:
             print(f"  {top}/{bottom} = {speed[top] / speed[bottom]:.2f}  (medians of separate processes)")
     return 0

@@ -10,6 +10,7 @@ Examples:
     python scripts/fit.py --config lightning_logs/version_0/config.yaml --ckpt_path last   # resume after a crash
 """
 
+import ctypes
 import difflib
 import errno
 import importlib
@@ -48,6 +49,27 @@ from callbacks import (  # noqa: E402
 from datamodules import ClassificationDataModule, DataError  # noqa: E402
 from datamodules.errors import first_line  # noqa: E402
 from models import ImageClassifier  # noqa: E402
+
+
+def skip_nvml_without_driver() -> None:
+    """Stop ``torch.cuda.is_available()`` from looking for NVIDIA's NVML library where there is none.
+
+    Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` on import, so that looking for a GPU does
+    not initialize CUDA (which forked processes could not use). Where NVML's library cannot be
+    loaded (no NVIDIA driver), torch falls back to the plain CUDA check anyway, but only after
+    trying to load the library again on every call, and its optimizers make one call on every
+    step: about a millisecond per step on a 2-core CPU (scripts/benchmark.py). Without the
+    library the answer is the same, so the variable goes.
+    """
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1":
+        return
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")  # the name torch loads
+    except OSError:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+
+
+skip_nvml_without_driver()
 
 SHORT_FLAGS = {
     "--accelerator": "--trainer.accelerator",

@@ -2,7 +2,6 @@
 
 import contextlib
 import hashlib
-import importlib.util
 import io
 import os
 import pickle
@@ -14,15 +13,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import FIT, QUICK, run_fit
+from tests.conftest import QUICK, load_fit_script, run_fit
 from tests.fake_data import write_cifar, write_image_folder, write_mnist
-
-
-def load_fit_script():
-    spec = importlib.util.spec_from_file_location("fit_script", FIT)
-    fit_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fit_script)
-    return fit_script
 
 
 def run_main(args: list[str], cwd: Path) -> tuple[int, list[str]]:

@@ -5,6 +5,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import os
 import re
 import sys
 import textwrap
@@ -18,7 +19,7 @@ from lightning.pytorch import Trainer
 
 from datamodules import MNIST
 from models import MLP
-from tests.conftest import QUICK, run_fit
+from tests.conftest import QUICK, load_fit_script, run_fit
 from tests.fake_data import write_image_folder
 
 
@@ -201,6 +202,23 @@ def test_ddp_on_two_cpu_processes_shards_every_sample_exactly_once(
     (tested,) = trainer.test(model, datamodule=dm, verbose=False)
     for name in ("test/acc", "test/f1", "test/auroc", "test/loss"):
         assert tested[name] == pytest.approx(tested_ddp[name], abs=1e-6), name
+
+
+@pytest.mark.parametrize("nvml_loads", [True, False])
+def test_nvml_based_cuda_check_goes_only_where_nvml_cannot_be_loaded(
+    monkeypatch: pytest.MonkeyPatch, nvml_loads: bool
+) -> None:
+    fit_script = load_fit_script()
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as Lightning sets it on import
+
+    def load_library(name: str) -> object:
+        if not nvml_loads:
+            raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+        return object()
+
+    monkeypatch.setattr(fit_script.ctypes, "CDLL", load_library)
+    fit_script.skip_nvml_without_driver()
+    assert (os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1") is nvml_loads
 
 
 def test_bf16_mixed_precision_on_cpu(tmp_path: Path) -> None:
