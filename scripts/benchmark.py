@@ -52,6 +52,7 @@ METHODS = {
     "d": "bare Lightning (tensors)",
 }
 SHAPES = {"mnist": (60_000, 28, 28, 1), "cifar10": (50_000, 32, 32, 3)}
+Batches = Iterable[tuple[Tensor, Tensor]]  # with a len(): a DataLoader or a TensorEpochs, one epoch per iteration
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -152,20 +153,14 @@ def tutorial_dataset(
 class PlainLoop:
     """A hand-written training loop with the project's optimizer, schedule and precision; one epoch per call."""
 
-    def __init__(
-        self,
-        args: argparse.Namespace,
-        model: ImageClassifier,
-        epoch_batches: Callable[[], Iterable[tuple[Tensor, Tensor]]],
-        steps_per_epoch: int,
-    ) -> None:
+    def __init__(self, args: argparse.Namespace, model: ImageClassifier, batches: Batches) -> None:
         self.device = torch.device(args.device)
         self.model = model.to(self.device).train()
-        self.epoch_batches = epoch_batches
+        self.batches = batches
         hp = model.hparams
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         self.schedule = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=hp.lr, total_steps=steps_per_epoch * args.epochs
+            self.optimizer, max_lr=hp.lr, total_steps=len(batches) * args.epochs
         )
         self.dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
@@ -174,7 +169,7 @@ class PlainLoop:
         """Train one epoch; returns its samples per second."""
         synchronize(self.device)
         start, samples = time.perf_counter(), 0
-        for x, y in self.epoch_batches():
+        for x, y in self.batches:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                 loss = self.model.criterion(self.model(x), y)
@@ -207,28 +202,36 @@ def run_tutorial(args: argparse.Namespace, data_dir: str) -> list[float]:
         num_workers=args.tutorial_workers,
         pin_memory=args.device == "cuda",
     )
-    loop = PlainLoop(args, model, lambda: loader, len(loader))
+    loop = PlainLoop(args, model, loader)
     return {"a": [loop.epoch() for _ in range(args.epochs)]}
 
 
-def tensor_loop(args: argparse.Namespace, model: ImageClassifier, data: ClassificationDataModule) -> PlainLoop:
-    """(b): normalized tensors already on the device, sliced by a fresh permutation every epoch."""
-    device = torch.device(args.device)
-    images = data.preprocess(data.train_set.images[: args.samples].to(device), train=False)
-    labels = data.train_set.labels[: args.samples].to(device)
+class TensorEpochs:
+    """(b)'s data: the training images, normalized once, on the device; each iteration is one epoch.
 
-    def epoch() -> Iterable[tuple[Tensor, Tensor]]:
-        order = torch.randperm(len(labels), device=device)
-        for start in range(0, len(labels), args.batch_size):
-            index = order[start : start + args.batch_size]
-            yield images[index], labels[index]
+    An epoch's batches are slices of a fresh permutation; ``len()`` is the number of batches.
+    """
 
-    return PlainLoop(args, model, epoch, -(-len(labels) // args.batch_size))
+    def __init__(self, args: argparse.Namespace, data: ClassificationDataModule) -> None:
+        device = torch.device(args.device)
+        self.images = data.preprocess(data.train_set.images[: args.samples].to(device), train=False)
+        self.labels = data.train_set.labels[: args.samples].to(device)
+        self.batch_size = args.batch_size
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.randperm(len(self.labels), device=self.labels.device)
+        for start in range(0, len(self.labels), self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield self.images[index], self.labels[index]
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
 
 
 def run_tensors(args: argparse.Namespace, data_dir: str) -> dict[str, list[float]]:
     """(b) on its own, in this process."""
-    loop = tensor_loop(args, *project_parts(args, data_dir))
+    model, data = project_parts(args, data_dir)
+    loop = PlainLoop(args, model, TensorEpochs(args, data))
     return {"b": [loop.epoch() for _ in range(args.epochs)]}
 
 
@@ -236,7 +239,7 @@ class PairedEpochs(Callback):
     """Times each training epoch of a Trainer as ``speeds[method]``, then trains (b) for one epoch as ``speeds["b"]``.
 
     The two alternate in one process, so a machine's changing speed touches both alike; (b) trains
-    a copy of the model of its own.
+    a copy of the model of its own, on ``batches`` (default: made from the Trainer's datamodule).
     """
 
     def __init__(
@@ -245,14 +248,15 @@ class PairedEpochs(Callback):
         method: str,
         speeds: dict[str, list[float]],
         samples: Callable[[Trainer], int],
-        data: ClassificationDataModule | None = None,
+        batches: TensorEpochs | None = None,
     ) -> None:
-        self.args, self.method, self.speeds, self.samples, self.data = args, method, speeds, samples, data
+        self.args, self.method, self.speeds, self.samples, self.batches = args, method, speeds, samples, batches
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         model = getattr(pl_module, "model", pl_module)  # (d) wraps the project's model
         hparams = {name: value for name, value in model.hparams.items() if not name.startswith("_")}
-        self.paired = tensor_loop(self.args, type(model)(**hparams), self.data or trainer.datamodule)
+        batches = self.batches or TensorEpochs(self.args, trainer.datamodule)
+        self.paired = PlainLoop(self.args, type(model)(**hparams), batches)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         synchronize(pl_module.device)
@@ -301,27 +305,12 @@ class BareModule(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-class EpochBatches:
-    """(b)'s batches of one epoch per iteration, with a length, as a Trainer's training data."""
-
-    def __init__(self, loop: PlainLoop, steps_per_epoch: int) -> None:
-        self.loop, self.steps_per_epoch = loop, steps_per_epoch
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return iter(self.loop.epoch_batches())
-
-    def __len__(self) -> int:
-        return self.steps_per_epoch
-
-
 def run_bare(args: argparse.Namespace, data_dir: str) -> dict[str, list[float]]:
     """(d): bare Lightning on (b)'s batches, timed per training epoch, with (b) in between."""
     model, data = project_parts(args, data_dir)
-    batches = tensor_loop(args, model, data)  # only its batches: the Trainer trains the model
-    samples = len(data.train_set.labels[: args.samples])  # as (b)
-    steps = -(-samples // args.batch_size)
+    batches = TensorEpochs(args, data)  # (d) and (b) share them: one normalized copy of the images
     speeds: dict[str, list[float]] = {"d": [], "b": []}
-    timer = PairedEpochs(args, "d", speeds, lambda trainer: samples, data)
+    timer = PairedEpochs(args, "d", speeds, lambda trainer: len(batches.labels), batches)
     trainer = Trainer(
         accelerator="gpu" if args.device == "cuda" else "cpu",
         devices=1,
@@ -333,7 +322,7 @@ def run_bare(args: argparse.Namespace, data_dir: str) -> dict[str, list[float]]:
         enable_model_summary=False,
         callbacks=[timer],
     )
-    trainer.fit(BareModule(model, steps * args.epochs), train_dataloaders=EpochBatches(batches, steps))
+    trainer.fit(BareModule(model, len(batches) * args.epochs), train_dataloaders=batches)
     return speeds
 
 
