@@ -143,6 +143,5 @@ def run_command(main: Callable[[list[str]], None]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except (ArgumentError, MisconfigurationException, ValueError) as err:
-        print(f"error: {fit.user_message(err)}", file=sys.stderr)
-        return 2 if isinstance(err, ArgumentError) else 1
+        return fit.report(err)
     return 0
