@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -16,8 +17,9 @@ from datamodules.batches import TensorImages
 from datamodules.errors import DataError
 from datamodules.transforms import to_uint8_tensor
 
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 CACHE_FOLDER = ".tensor_cache"  # under root: decoded images, reused while the files are unchanged
+DECODING = 2  # in the cache's name: caches decoded another way (1: 16-bit images clipped) are not reused
 
 
 def open_image(path: str) -> Image.Image:
@@ -31,9 +33,37 @@ def open_image(path: str) -> Image.Image:
         raise DataError(f"cannot read the image {path} ({reason}): remove or replace it") from err
 
 
+def to_8_bits(image: Image.Image, path: str) -> Image.Image:
+    """``image`` with 8 bits per channel, scaled from its own range, and with any transparency over black.
+
+    PIL's own conversion of 16-bit and 32-bit images to 8 bits clips every value above 255 to 255
+    instead of scaling. Here 16-bit integers (0-65535) are divided by 257 and floats (0-1) times
+    255, both rounded; 32-bit integers are read as 16-bit values. A transparent pixel counts as its
+    colour times its opacity (over black, what dropping the alpha channel gives for the usual fully
+    transparent black), so that hidden colours behind transparent pixels never reach the model.
+    """
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 1 / 257 if image.mode.startswith("I") else 255
+        if values.size and not (values.min() >= 0 and values.max() * scale <= 255):
+            top = "65535 (16 bits)" if image.mode.startswith("I") else "1"
+            raise DataError(
+                f"the image {path} ({image.mode} mode) holds values from {values.min():g} to {values.max():g}, "
+                f"outside 0 to {top}: save it with 8 or 16 bits per channel"
+            )
+        return Image.fromarray(np.rint(values * scale).astype(np.uint8), mode="L")
+    if image.has_transparency_data:
+        black = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, image.convert("RGBA")).convert("RGB")
+    return image
+
+
 def load_image(path: str, mode: str) -> Image.Image:
-    """The image in the file at ``path``, converted to ``mode`` ("L" for grey, "RGB" for colour)."""
-    return open_image(path).convert(mode)
+    """The image in the file at ``path`` as 8 bits per channel (see ``to_8_bits``), in ``mode`` ("L" or "RGB").
+
+    Every path that reads images (training, the cache, predict.py, test.py --images) goes through here.
+    """
+    return to_8_bits(open_image(path), path).convert(mode)
 
 
 class _ClassFolder(datasets.ImageFolder):
@@ -163,7 +193,7 @@ class ImageFolder(ClassificationDataModule):
 
     def _cache_path(self, split: str, folder: datasets.ImageFolder) -> Path:
         """Where the decoded images of ``folder`` are cached: named after its files, their sizes and times."""
-        digest = hashlib.sha256(repr((self.class_names, self.image_size, self.grayscale)).encode())
+        digest = hashlib.sha256(repr((self.class_names, self.image_size, self.grayscale, DECODING)).encode())
         for path, label in folder.samples:
             stat = os.stat(path)
             digest.update(f"{os.path.relpath(path, self.root)}:{label}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())

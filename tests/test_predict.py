@@ -4,6 +4,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from tests.conftest import fit_accuracy, run_script
@@ -39,16 +40,23 @@ def test_predict_converts_images_of_another_size_and_colour_mode(
     mnist_pngs: Path,
     tmp_path: Path,
 ) -> None:
-    for path in sorted(mnist_pngs.rglob("*.png")):
+    sixteen_bits = set()  # every other image as a 16-bit copy, the same picture: it must be predicted the same
+    for n, path in enumerate(sorted(mnist_pngs.rglob("*.png"))):
         with Image.open(path) as image:
-            image.convert("RGB").resize((56, 56), Image.Resampling.NEAREST).save(tmp_path / f"{path.stem}.png")
-    top1 = {}
-    for name, folder in (("grey", mnist_pngs), ("rgb", tmp_path)):
+            if n % 2:
+                image.convert("RGB").resize((56, 56), Image.Resampling.NEAREST).save(tmp_path / f"{path.stem}.png")
+            else:
+                Image.fromarray(np.asarray(image, dtype=np.uint16) * 257).save(tmp_path / f"{path.stem}.png")
+                sixteen_bits.add(path.stem)
+    predicted = {}
+    for name, folder in (("grey", mnist_pngs), ("converted", tmp_path)):
         out = tmp_path / f"{name}.json"
         result = run_script(
             "predict", "--ckpt_path", str(mnist_mlp), str(folder), "--quiet", "true", "--json", str(out), cwd=tmp_path
         )
         assert result.returncode == 0, result.stderr
-        top1[name] = {Path(p["file"]).stem: p["predictions"][0]["class"] for p in json.loads(out.read_text())}
-    assert len(top1["rgb"]) == len(top1["grey"]) == 100
-    assert sum(top1["rgb"][stem] == top1["grey"][stem] for stem in top1["grey"]) >= 90
+        predicted[name] = {Path(p["file"]).stem: p["predictions"][0] for p in json.loads(out.read_text())}
+    grey, converted = predicted["grey"], predicted["converted"]
+    assert len(converted) == len(grey) == 100
+    assert all(converted[stem] == grey[stem] for stem in sixteen_bits)
+    assert sum(converted[stem]["class"] == grey[stem]["class"] for stem in grey) >= 90
