@@ -57,7 +57,9 @@ Batches = Iterable[tuple[Tensor, Tensor]]  # with a len(): a DataLoader or a Ten
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line options (``--help`` documents each one)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--model", choices=["MLP", "CNN", "ResNet9"], default="MLP", help="model (default: MLP)")
     parser.add_argument(
         "--data",

@@ -77,7 +77,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 def peek_checkpoint(args: list[str]) -> Checkpoint | None:
     """The checkpoint named by ``--ckpt_path`` in ``args``, before the full parse (which takes its defaults)."""
-    peek = argparse.ArgumentParser(add_help=False)
+    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     peek.add_argument("--ckpt_path")
     path = peek.parse_known_args(args)[0].ckpt_path
     return load_checkpoint(path) if path else None

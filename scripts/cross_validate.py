@@ -23,7 +23,9 @@ from fit import USER_ERRORS, build_cli, expand_short_flags, fit, relative, repor
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This script's own options, and the rest: scripts/fit.py's."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--folds", type=int, default=5, help="Number of folds, at least 2 (default 5).")
     parser.add_argument(
         "--output",

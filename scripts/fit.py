@@ -186,23 +186,46 @@ class FitCLI(LightningCLI):
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
+            given = sys.argv[1:] if args is None else args
             inner = error_chain(err)[-1]
             if isinstance(inner, yaml.MarkedYAMLError) and inner.problem_mark is not None:
-                mark, files = inner.problem_mark, " ".join(config_files(sys.argv[1:] if args is None else args))
+                mark, files = inner.problem_mark, " ".join(config_files(given))
                 where = f"line {mark.line + 1}, column {mark.column + 1}"
                 raise ArgumentError(None, f"--config {files}: not valid YAML: {inner.problem} ({where})") from None
             unknown = unknown_option(parser, err)
-            if unknown is None:
+            key = unknown[0].removeprefix("--") if unknown else error_key(err)
+            files = [file for file in config_files(given) if key and holds_key(file, key)]
+            if unknown is None and not files:
                 raise
-            name, close = unknown
-            hint = f"did you mean {close}?" if close else "see --help for the options"
-            raise ArgumentError(None, f"unknown option {name}: {hint}") from None
+            if unknown is None:
+                message = user_message(err).removeprefix("--")
+            else:
+                name, close = unknown
+                dashes = "" if files else "--"  # a file spells its keys without the dashes of a flag
+                hint = f"did you mean {dashes}{close[2:]}?" if close else "see --help for the options"
+                message = f"unknown option {dashes}{name[2:]}: {hint}"
+            raise ArgumentError(None, (f"--config {' '.join(files)}: " if files else "") + message) from None
 
 
 def config_files(args: list[str]) -> list[str]:
     """The files given to ``--config`` in ``args``."""
     after_flag = [value for flag, value in zip(args, args[1:], strict=False) if flag == "--config"]
     return after_flag + [arg.removeprefix("--config=") for arg in args if arg.startswith("--config=")]
+
+
+def holds_key(path: str, key: str) -> bool:
+    """Whether the YAML file at ``path`` sets the option ``key`` (``model.lr`` also as ``model.init_args.lr``)."""
+    try:
+        node = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    for part in key.split("."):
+        if isinstance(node, dict) and part not in node and isinstance(node.get("init_args"), dict):
+            node = node["init_args"]
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def versioned_logger(config: Namespace) -> Namespace | None:
@@ -285,9 +308,10 @@ def unknown_option(parser: ArgumentParser, err: ArgumentError) -> tuple[str, str
     messages = [str(e) for e in error_chain(err)]
     unknown = re.search(r"unrecognized arguments: (--[^\s=]+)", messages[-1])
     nested = re.fullmatch(r"Option '([^']+)' is not accepted", messages[-1])
+    group = re.fullmatch(r"Group '([^']+)' does not accept option '([^']+)'", messages[-1])
     class_path = next((m[1] for text in messages if (m := re.search(r"given class_path '([^']+)'", text))), None)
-    if unknown:
-        name, choices = unknown[1], option_names(parser)
+    if unknown or group:
+        name, choices = unknown[1] if unknown else f"--{group[1]}.{group[2]}", option_names(parser) + [*SHORT_FLAGS]
     elif nested and class_path:
         key = re.search(r'Parser key "([^"]+)"', messages[0])[1]
         module, _, cls = class_path.rpartition(".")
@@ -333,12 +357,17 @@ def error_line(err: BaseException) -> str:
     return first_line(err)
 
 
+def error_key(err: BaseException) -> str | None:
+    """The option that an error of the parser is about, such as ``model.lr``, if it names one."""
+    keys = [match[1] for e in error_chain(err) if (match := re.search(r'Parser key "([^"]+)"', str(e)))]
+    return ".".join(dict.fromkeys(keys)) or None  # nested keys, outermost first: model, lr -> model.lr
+
+
 def user_message(err: BaseException) -> str:
     """One line for the user from an error of the CLI: ours as they are, others' innermost cause, with its option."""
     chain = error_chain(err)
     text = error_line(next((e for e in chain if isinstance(e, (DataError, RunError))), chain[-1]))
-    keys = [match[1] for e in chain if (match := re.search(r'Parser key "([^"]+)"', str(e)))]
-    key = ".".join(dict.fromkeys(keys)) or None  # nested keys, outermost first: model, lr -> model.lr
+    key = error_key(err)
     unknown = re.fullmatch(r"Expected a dot import path string: (.*)", text)
     if key in BUILT_IN and unknown:
         name, choices = unknown[1], BUILT_IN[key]
@@ -398,7 +427,8 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
         trainer_defaults={"callbacks": [RandomStateInCheckpoint()]},  # always on, not an option
         run=False,
         args=args,
-        parser_kwargs={"description": DESCRIPTION, "exit_on_error": False},
+        # allow_abbrev: argparse would take --trainer.max_epoch (or any prefix of an option) for the option.
+        parser_kwargs={"description": DESCRIPTION, "exit_on_error": False, "allow_abbrev": False},
     )
 
 

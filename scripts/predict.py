@@ -24,7 +24,7 @@ from datamodules import ImageFiles
 
 def build_parser() -> ArgumentParser:
     """The command's options."""
-    parser = ArgumentParser(description=__doc__, exit_on_error=False)
+    parser = ArgumentParser(description=__doc__, exit_on_error=False, allow_abbrev=False)
     parser.add_argument("--ckpt_path", type=str, required=True, help=CKPT_HELP)
     parser.add_argument("paths", nargs="+", type=str, help="Image files, or folders searched (at any depth) for them.")
     parser.add_argument("--top_k", type=int, default=1, help="How many of the most probable classes to give per image.")

@@ -35,7 +35,7 @@ from models import ImageClassifier
 
 def build_parser() -> ArgumentParser:
     """The command's options."""
-    parser = ArgumentParser(description=__doc__, exit_on_error=False)
+    parser = ArgumentParser(description=__doc__, exit_on_error=False, allow_abbrev=False)
     parser.add_argument("--ckpt_path", type=str, required=True, help=CKPT_HELP)
     parser.add_argument("--method", type=Literal["dynamic", "static"], default="dynamic", help="See above.")
     parser.add_argument(

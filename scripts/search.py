@@ -30,7 +30,9 @@ from callbacks import NonFiniteLossError
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This script's own options, and the rest: scripts/fit.py's."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--space", type=Path, required=True, help="YAML file of the search space (see above).")
     parser.add_argument("--trials", type=int, default=20, help="Trials in the study in all, earlier runs included.")
     parser.add_argument("--storage", default="search.db", help="SQLite file of the study (default search.db).")

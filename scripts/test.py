@@ -21,7 +21,7 @@ from datamodules import ImageFiles
 
 def build_parser() -> ArgumentParser:
     """The command's options."""
-    parser = ArgumentParser(description=__doc__, exit_on_error=False)
+    parser = ArgumentParser(description=__doc__, exit_on_error=False, allow_abbrev=False)
     parser.add_argument("--ckpt_path", type=str, required=True, help=CKPT_HELP)
     add_data_arguments(parser)
     parser.add_argument(

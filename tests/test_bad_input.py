@@ -49,14 +49,30 @@ FLAGS = [
     (["--trainer.max_epochz", "2"], "unknown option --trainer.max_epochz: did you mean --trainer.max_epochs?", 2),
     (["--model.lrr", "0.1"], "unknown option --model.lrr: did you mean --model.lr?", 2),
     (["--data.batch_sise", "8"], "unknown option --data.batch_sise: did you mean --data.batch_size?", 2),
+    (["--trainer.max_epoch", "3"], "unknown option --trainer.max_epoch: did you mean --trainer.max_epochs?", 2),
+    (["--max_epoch", "3"], "unknown option --max_epoch: did you mean --max_epochs?", 2),
+    (["--data.batch", "8"], "unknown option --data.batch: did you mean --data.batch_size?", 2),
+    (["--config", "max_epoch.yaml"], "--config max_epoch.yaml: unknown option trainer.max_epoch: did you mean", 2),
+    (["--config", "lrr.yaml"], "--config lrr.yaml: unknown option model.lrr: did you mean model.lr?", 2),
+    (["--config", "ten.yaml"], "--config ten.yaml: trainer.max_epochs: Expected a <class 'int'>. Got value: ten", 2),
     (["--data.batch_size", "5000"], "--data.batch_size 5000 is larger than the training set (1258 images)", 1),
     (["--ckpt_path", "missing.ckpt"], "--ckpt_path missing.ckpt: no such checkpoint file", 1),
     (["--ckpt_path", "last"], "--ckpt_path last: no last.ckpt in lightning_logs", 1),
 ]
 
 
+# Config files that FLAGS give to --config.
+CONFIGS = {
+    "max_epoch.yaml": "trainer:\n  max_epoch: 3\n",
+    "lrr.yaml": "model:\n  class_path: models.MLP\n  init_args:\n    lrr: 0.1\n",
+    "ten.yaml": "trainer:\n  max_epochs: ten\n",
+}
+
+
 @pytest.mark.parametrize(("args", "message", "code"), FLAGS)
 def test_bad_flags(tmp_path: Path, args: list[str], message: str, code: int) -> None:
+    for name, text in CONFIGS.items():
+        (tmp_path / name).write_text(text)
     assert_one_error(["--data", "Digits", *args], tmp_path, message, code)
 
 
