@@ -32,4 +32,7 @@ class SaveTestMetrics(Callback):
         if trainer.is_global_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             record = {**metrics, "checkpoint": trainer.ckpt_path}
+            undefined = {k: v for k, v in getattr(pl_module, "undefined_metrics", {}).items() if k.startswith("test/")}
+            if undefined:  # left out of the metrics, and said why
+                record["undefined"] = undefined
             self.path.write_text(json.dumps(record, indent=2) + "\n")

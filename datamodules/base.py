@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from itertools import accumulate, pairwise
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
@@ -17,11 +18,13 @@ from datamodules.errors import DataError
 from datamodules.transforms import normalize, random_crop_flip
 
 
-def split_indices(n: int, sizes: Sequence[float], seed: int) -> list[list[int]]:
+def split_indices(n: int, sizes: Sequence[float], seed: int, labels: Tensor | None = None) -> list[list[int]]:
     """Seeded random split of ``range(n)`` into the rest followed by one part per entry of ``sizes``.
 
     A size below 1 is a fraction of ``n``, a size of 1 or more a number of samples. Each part keeps
     the shuffled order, so that data stored class by class (image folders) is mixed in every batch.
+    With the samples' ``labels``, each part is stratified (holds the classes in the proportions of
+    the whole) where every part is large enough to hold every class; otherwise the split is plain.
     """
     counts = [round(size * n) if size < 1 else int(size) for size in sizes]
     if any(count < 1 for count in counts) or sum(counts) >= n:
@@ -29,9 +32,24 @@ def split_indices(n: int, sizes: Sequence[float], seed: int) -> list[list[int]]:
             f"cannot split {n} samples into parts of {list(sizes)}: "
             "each part needs at least one sample, and some must remain for training"
         )
+    if labels is not None and (parts := stratified_split(labels, counts, seed)) is not None:
+        return parts
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     bounds = list(accumulate([n - sum(counts), *counts]))
     return [order[: bounds[0]]] + [order[start:end] for start, end in pairwise(bounds)]
+
+
+def stratified_split(labels: Tensor, counts: list[int], seed: int) -> list[list[int]] | None:
+    """Indices of the rest and of parts of ``counts`` samples, each with every class in proportion; None where
+    a part is too small to hold every class (or a class too small to be in every part)."""
+    rest, parts = np.arange(len(labels)), []
+    for count in reversed(counts):  # the last part first, as scikit-learn splits one part off at a time
+        try:
+            rest, part = train_test_split(rest, test_size=count, stratify=labels[rest].numpy(), random_state=seed)
+        except ValueError:  # "The test_size = 2 should be greater or equal to the number of classes = 3"
+            return None
+        parts.insert(0, part.tolist())
+    return [rest.tolist(), *parts]
 
 
 def dataset_labels(dataset: Dataset) -> Tensor | None:

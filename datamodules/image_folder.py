@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets
 
-from datamodules.base import ClassificationDataModule, split_indices
+from datamodules.base import ClassificationDataModule, dataset_labels, split_indices
 from datamodules.batches import TensorImages
 from datamodules.errors import DataError
 from datamodules.transforms import to_uint8_tensor
@@ -242,7 +242,7 @@ class ImageFolder(ClassificationDataModule):
         in_memory = self.keep_in_memory(sum(map(len, folders.values())))
         parts = {split: self._decoded(split, folder) if in_memory else folder for split, folder in folders.items()}
         sizes = ([] if "val" in parts else [self.val_size]) + ([] if "test" in parts else [self.test_size])
-        train_idx, *held_out = split_indices(len(parts["train"]), sizes, self.seed)
+        train_idx, *held_out = split_indices(len(parts["train"]), sizes, self.seed, dataset_labels(parts["train"]))
         train = parts["train"]
         if self.mean is None:
             self.mean, self.std = channel_stats(train, train_idx, self.stats_images, self.seed)

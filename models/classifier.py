@@ -1,11 +1,13 @@
 """The classifier logic every model shares: loss, optimizer, learning-rate schedule, metrics."""
 
+import warnings
 from typing import Any, Literal
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
@@ -26,7 +28,7 @@ STAGES = ("train", "val", "test")
 
 
 def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
-    """``<stage>/acc`` (accuracy); for val and test also ``<stage>/f1`` (macro F1) and ``<stage>/auroc`` (macro AUROC).
+    """``<stage>/acc`` (accuracy); for val and test also ``<stage>/f1`` (macro F1); see ``ImageClassifier`` for AUROC.
 
     Training keeps to accuracy without argument checks: F1 and AUROC would add about half a
     millisecond to every step (AUROC keeps every prediction of the epoch), and each check waits for
@@ -39,7 +41,6 @@ def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
     metrics: dict[str, Metric] = {
         "acc": MulticlassAccuracy(num_classes, average="micro"),
         "f1": MulticlassF1Score(num_classes, average="macro"),
-        "auroc": MulticlassAUROC(num_classes),
     }
     return MetricCollection(metrics, prefix=f"{stage}/")
 
@@ -119,6 +120,11 @@ class ImageClassifier(LightningModule):
         # No argument checks: they would wait for the GPU, and argmax predictions are always valid.
         self.val_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
         self.test_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
+        # Each class's AUROC, for a macro AUROC over the classes present (torchmetrics' counts an absent one as 0).
+        self.val_auroc = MulticlassAUROC(num_classes, average="none")
+        self.test_auroc = MulticlassAUROC(num_classes, average="none")
+        # The metrics of the last validation and test left out because they are undefined there, with why.
+        self.undefined_metrics: dict[str, str] = {}
 
     def model_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Forward one batch; returns the loss, the class probabilities and the targets."""
@@ -142,6 +148,7 @@ class ImageClassifier(LightningModule):
         loss, probs = self._shared_step(batch, stage)
         preds = probs.argmax(dim=-1)
         getattr(self, f"{stage}_class_acc").update(preds, batch[1])
+        getattr(self, f"{stage}_auroc").update(probs.detach(), batch[1])
         return {"loss": loss, "preds": preds}  # the predictions for callbacks (callbacks.ClassificationFigures)
 
     def _log_epoch(self, stage: str) -> None:
@@ -149,11 +156,41 @@ class ImageClassifier(LightningModule):
         self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), prog_bar=True)
         self.log_dict(getattr(self, f"{stage}_metrics"), prog_bar=stage != "train")
         if stage != "train":
-            class_acc = getattr(self, f"{stage}_class_acc")
-            names = getattr(self.trainer.datamodule, "class_names", None) or range(self.hparams.num_classes)
-            accuracies = class_acc.compute()
-            self.log_dict({f"{stage}/class_acc/{name}": acc for name, acc in zip(names, accuracies, strict=True)})
-            class_acc.reset()
+            self._log_class_metrics(stage)
+
+    def _log_class_metrics(self, stage: str) -> None:
+        """Log each class's accuracy and the macro AUROC, leaving out those the data leaves undefined.
+
+        A class without any sample has no accuracy, and AUROC needs two classes: logged as 0, they
+        would read as a model that fails; they go to ``undefined_metrics`` instead, for the summary.
+        """
+        class_acc, auroc = getattr(self, f"{stage}_class_acc"), getattr(self, f"{stage}_auroc")
+        names = getattr(self.trainer.datamodule, "class_names", None) or range(self.hparams.num_classes)
+        accuracies = class_acc.compute()
+        with warnings.catch_warnings():  # torchmetrics warns of each class absent: told below, once
+            warnings.simplefilter("ignore")
+            aurocs = auroc.compute()
+        with class_acc.sync_context():  # the samples of each class, over every DDP rank
+            present = (class_acc.tp + class_acc.fn > 0).tolist()
+        metrics, undefined = {}, {}
+        for name, accuracy, found in zip(names, accuracies, present, strict=True):
+            if found:
+                metrics[f"{stage}/class_acc/{name}"] = accuracy
+            else:
+                undefined[f"{stage}/class_acc/{name}"] = f"no {stage} image of the class"
+        if sum(present) >= 2:
+            self.log(f"{stage}/auroc", aurocs[torch.tensor(present, device=aurocs.device)].mean(), prog_bar=True)
+        else:
+            undefined[f"{stage}/auroc"] = f"the {stage} images are all of one class"
+        self.log_dict(metrics)
+        for name in undefined.keys() - self.undefined_metrics.keys():
+            rank_zero_info(f"{name} is left out of the logs: {undefined[name]}, where it is undefined")
+        self.undefined_metrics = {
+            **{name: why for name, why in self.undefined_metrics.items() if not name.startswith(f"{stage}/")},
+            **undefined,
+        }
+        class_acc.reset()
+        auroc.reset()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, _ = self._shared_step(batch, "train")

@@ -396,6 +396,11 @@ def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str) -> None:
     shown = {name: value for name, value in metrics.items() if name != "test/acc" and "/class_acc/" not in name}
     others = ", ".join(f"{name} {value:.4f}" for name, value in shown.items())
     print(f"\nTest accuracy:   {metrics['test/acc']:.2%} ({others})")
+    undefined = {
+        k: v for k, v in getattr(trainer.lightning_module, "undefined_metrics", {}).items() if k.startswith("test/")
+    }
+    if undefined:
+        print(f"Not defined:     {'; '.join(f'{name} ({why})' for name, why in undefined.items())}")
     print(f"Run folder:      {relative(run_dir)}")
     print(
         f"Best checkpoint: {relative(best_checkpoint) if best_checkpoint else 'none (the final weights were tested)'}"

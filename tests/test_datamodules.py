@@ -39,6 +39,26 @@ def test_split_indices_is_seeded_disjoint_and_complete() -> None:
     assert val != sorted(val), "parts keep the shuffled order, so class-ordered data is mixed in each batch"
 
 
+def test_split_indices_with_labels_is_stratified_where_the_parts_can_hold_every_class() -> None:
+    labels = torch.arange(3).repeat_interleave(10)  # stored class by class, as image folders are
+    rest, val, test = split_indices(30, [3, 6], seed=0, labels=labels)
+    assert sorted(rest + val + test) == list(range(30))
+    assert [Counter(labels[part].tolist()) for part in (val, test)] == [
+        Counter({0: 1, 1: 1, 2: 1}),
+        Counter([0, 1, 2] * 2),
+    ]
+    assert split_indices(30, [3, 6], seed=0, labels=labels) == [rest, val, test]
+    assert len(split_indices(30, [2], seed=0, labels=labels)[1]) == 2  # too small for three classes: a plain split
+
+
+def test_image_folder_holds_out_a_stratified_test_part(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path, {"train": 10})
+    dm = ImageFolder(root=str(root), test_size=6, val_size=3, num_workers=0)
+    dm.setup("fit")
+    assert Counter(dm.test_set.labels.tolist()) == Counter([0, 1, 2] * 2)
+    assert Counter(dm.val_set.labels.tolist()) == Counter([0, 1, 2])
+
+
 @pytest.mark.parametrize("sizes", [[100], [0.001], [60, 40]])
 def test_split_indices_rejects_impossible_splits(sizes: list[float]) -> None:
     with pytest.raises(DataError, match="cannot split 100 samples"):

@@ -123,7 +123,10 @@ def test_own_model_from_a_file_outside_the_project(tmp_path: Path) -> None:
 
 
 def test_image_folder_and_cnn_from_the_short_flags_read_image_by_image(tmp_path: Path) -> None:
-    root = write_image_folder(tmp_path / "images", {"train": 12, "test": 4}, size=(16, 16))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root = write_image_folder(tmp_path / "images", {"train": 12}, size=(16, 16))
+    write_image_folder(root, {"test": 4}, classes=("cat",), size=(16, 16))  # no test image of dog or fox
     per_image = ["--data.in_memory", "false", "--data.num_workers", "1"]  # DataLoader workers decode each epoch
     args = ["--model", "CNN", "--data", "ImageFolder", "--data.root", str(root), "--seed", "3", *QUICK, *per_image]
     result = run_fit(*args, cwd=tmp_path)
@@ -132,6 +135,17 @@ def test_image_folder_and_cnn_from_the_short_flags_read_image_by_image(tmp_path:
     assert config["seed_everything"] == 3 and config["trainer"]["max_epochs"] == 1
     assert config["data"]["init_args"]["in_memory"] is False
     assert not (root / ".tensor_cache").exists(), "nothing is decoded ahead when images are read one by one"
+    # The metrics that one test class leaves undefined are missing, and said to be, not 0.
+    undefined = "test/class_acc/dog (no test image of the class); test/class_acc/fox (no test image of the class); "
+    assert f"Not defined:     {undefined}test/auroc (the test images are all of one class)" in result.stdout
+    assert "test/auroc" not in result.stdout.split("Test accuracy:")[1].splitlines()[0]
+    metrics = json.loads((only_run_dir(tmp_path) / "test_metrics.json").read_text())
+    assert "test/class_acc/cat" in metrics and not {"test/auroc", "test/class_acc/dog"} & set(metrics)
+    assert set(metrics["undefined"]) == {"test/auroc", "test/class_acc/dog", "test/class_acc/fox"}
+    tags = set()
+    for events in only_run_dir(tmp_path).glob("events.out.tfevents.*"):
+        tags |= set(EventAccumulator(str(events)).Reload().Tags()["scalars"])
+    assert {"test/class_acc/cat", "val/auroc", "val/class_acc/fox"} <= tags and "test/auroc" not in tags
 
 
 RECORDER = '''
