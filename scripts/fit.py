@@ -415,9 +415,34 @@ USER_ERRORS = (ArgumentError, DataError, MisconfigurationException, NonFiniteLos
 
 
 def report(err: BaseException) -> int:
-    """Print ``err`` as one ``error:`` line on stderr; returns the exit code (2 for a bad flag, else 1)."""
-    print(f"error: {os_error_message(err) if isinstance(err, OSError) else user_message(err)}", file=sys.stderr)
+    """Print ``err`` as one ``error:`` line on stderr; returns the exit code (2 for a bad flag, else 1).
+
+    Under DDP only the first process of the job to meet an error prints it (see ``first_to_report``).
+    """
+    if first_to_report():
+        print(f"error: {os_error_message(err) if isinstance(err, OSError) else user_message(err)}", file=sys.stderr)
     return 2 if isinstance(err, ArgumentError) else 1
+
+
+def first_to_report() -> bool:
+    """Whether this process is the first of its DDP job to report an error (always, outside DDP).
+
+    The processes count their reports in the process group's key-value store, which global rank 0
+    holds: an error that every process meets (bad data in setup) is printed once, and one that a
+    single process meets (a damaged image in its shard, a NaN loss in its batch) by that process.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return True
+    try:
+        store = torch.distributed.distributed_c10d._get_default_store()  # torch has no public access to it
+        return store.add("user_errors_reported", 1) == 1
+    except Exception:  # any failure to reach the store: it ended with global rank 0, after rank 0's report
+        return False
+
+
+def another_process_stopped(err: BaseException) -> bool:
+    """Whether ``err`` is DDP's failure to reach a process of the job that has ended (after its own error)."""
+    return isinstance(err, torch.distributed.DistError) or (isinstance(err, RuntimeError) and "gloo" in str(err))
 
 
 def build_cli(args: list[str] | None = None) -> FitCLI:
@@ -458,6 +483,12 @@ def main() -> int:
         trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
     except USER_ERRORS as err:
         return report(err)
+    except RuntimeError as err:  # under DDP: another process ended, and said why (or printed its traceback)
+        if not another_process_stopped(err):
+            raise
+        if first_to_report():
+            print(f"error: another process of this DDP job stopped ({first_line(err)})", file=sys.stderr)
+        return 1
     run_dir = trainer.log_dir  # every rank must ask: under DDP it is broadcast from rank 0
     if trainer.is_global_zero:
         print_summary(trainer, run_dir, best)

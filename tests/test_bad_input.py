@@ -248,3 +248,51 @@ def test_any_refused_value_or_unknown_option_is_one_line_and_touches_nothing(
     assert code != 0 and len(errors) == 1, (flags, code, errors)
     after = digests(folder)
     assert {path: after.get(path) for path in before} == before, flags
+
+
+BREAKS_ON_RANK_1 = """
+from models import MLP
+
+
+class BreaksOnRank1(MLP):
+    def forward(self, x):
+        out = super().forward(x)
+        return out * float("nan") if self.training and self.global_rank == 1 and self.global_step >= 2 else out
+"""
+
+
+def ddp_data_error(tmp_path: Path) -> list[str]:
+    """A damaged image, met by global rank 0 alone while it decodes the images for both."""
+    root = write_image_folder(tmp_path / "images", {"train": 4, "test": 1})
+    (root / "train" / "dog" / "broken.png").write_bytes(b"not a png")
+    return ["--data", "ImageFolder", "--data.root", str(root), "--data.batch_size", "4"]
+
+
+def ddp_checkpoint_error(tmp_path: Path) -> list[str]:
+    (tmp_path / "cut.ckpt").write_bytes(b"not a checkpoint")
+    return ["--data", "Digits", "--ckpt_path", "cut.ckpt"]
+
+
+def ddp_nan_error(tmp_path: Path) -> list[str]:
+    """A NaN loss on global rank 1 alone, while rank 0 goes on to the next step's gradient exchange."""
+    (tmp_path / "breaks.py").write_text(BREAKS_ON_RANK_1)
+    return ["--data", "Digits", "--model", "breaks.BreaksOnRank1", "--trainer.log_every_n_steps", "1"]
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (ddp_data_error, "cannot read the image"),
+        (ddp_checkpoint_error, "cannot read the checkpoint cut.ckpt"),
+        (ddp_nan_error, "the training loss became nan at epoch 0, step 2"),
+    ],
+    ids=["data", "checkpoint", "nan"],
+)
+def test_errors_under_ddp_are_one_line_from_one_process(tmp_path: Path, make_args, message: str) -> None:
+    ddp = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", *QUICK]
+    ddp += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    result = run_fit(*make_args(tmp_path), *ddp, cwd=tmp_path, timeout=240)  # bounded: no process left waiting
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "[rank1]" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
