@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from fit import USER_ERRORS, build_cli, expand_short_flags, fit, relative, report
+import torch.distributed as dist
+from fit import USER_ERRORS, build_cli, expand_short_flags, fit, relative, report, run, stopped_peer_code
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -46,11 +47,14 @@ def run_fold(fit_args: list[str], folds: int, fold: int) -> tuple[str, dict[str,
 
 
 def summarize(results: list[dict[str, float]]) -> dict[str, dict[str, float | list[float]]]:
-    """Mean, standard deviation (n - 1) and the per-fold values of every metric."""
+    """Mean, standard deviation (n - 1) and the per-fold values of every metric that every fold has.
+
+    A fold leaves out a metric that its data leaves undefined (the accuracy of a class it lacks).
+    """
     return {
         name: {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": values}
         for name in results[0]
-        if (values := [float(result[name]) for result in results])
+        if all(name in result for result in results) and (values := [float(result[name]) for result in results])
     }
 
 
@@ -69,6 +73,12 @@ def main() -> int:
             results.append(metrics)
     except USER_ERRORS as err:
         return report(err)
+    except RuntimeError as err:  # under DDP: another process ended, and said why
+        if (code := stopped_peer_code(err)) is None:
+            raise
+        return code
+    if dist.is_initialized() and dist.get_rank() != 0:  # under DDP, global rank 0 writes and prints the summary
+        return 0
     seconds = time.perf_counter() - start
     summary = summarize(results)
     output = options.output or Path(runs[0]).parent / f"cross_validation_{Path(runs[0]).name}.json"
@@ -84,4 +94,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

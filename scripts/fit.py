@@ -19,6 +19,7 @@ import re
 import sys
 import warnings
 from argparse import ArgumentError
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -440,9 +441,17 @@ def first_to_report() -> bool:
         return False
 
 
-def another_process_stopped(err: BaseException) -> bool:
-    """Whether ``err`` is DDP's failure to reach a process of the job that has ended (after its own error)."""
-    return isinstance(err, torch.distributed.DistError) or (isinstance(err, RuntimeError) and "gloo" in str(err))
+def stopped_peer_code(err: RuntimeError) -> int | None:
+    """The exit code for DDP's failure to reach a process of the job that has ended; None for other errors.
+
+    That process said why (or printed its traceback): only where none of the job has reported an
+    error yet is one line printed here.
+    """
+    if not (isinstance(err, torch.distributed.DistError) or "gloo" in str(err)):
+        return None
+    if first_to_report():
+        print(f"error: another process of this DDP job stopped ({first_line(err)})", file=sys.stderr)
+    return 1
 
 
 def build_cli(args: list[str] | None = None) -> FitCLI:
@@ -483,22 +492,20 @@ def main() -> int:
         trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
     except USER_ERRORS as err:
         return report(err)
-    except RuntimeError as err:  # under DDP: another process ended, and said why (or printed its traceback)
-        if not another_process_stopped(err):
+    except RuntimeError as err:  # under DDP: another process ended, and said why
+        if (code := stopped_peer_code(err)) is None:
             raise
-        if first_to_report():
-            print(f"error: another process of this DDP job stopped ({first_line(err)})", file=sys.stderr)
-        return 1
+        return code
     run_dir = trainer.log_dir  # every rank must ask: under DDP it is broadcast from rank 0
     if trainer.is_global_zero:
         print_summary(trainer, run_dir, best)
     return 0
 
 
-def run() -> int:
-    """``main``, then the process group torn down: left to interpreter shutdown, gloo can abort the process."""
+def run(command: Callable[[], int] = main) -> int:
+    """``command`` (``main``), then the process group torn down: left to interpreter shutdown, gloo can abort."""
     try:
-        return main()
+        return command()
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

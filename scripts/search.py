@@ -15,15 +15,19 @@ Examples:
 """
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import optuna
+import torch.distributed as dist
 import yaml
-from fit import USER_ERRORS, build_cli, expand_short_flags, fit, relative, report
-from optuna_integration import PyTorchLightningPruningCallback
+from fit import USER_ERRORS, build_cli, expand_short_flags, fit, relative, report, run, stopped_peer_code
+from lightning.pytorch import Callback, LightningModule, Trainer
+from optuna_integration import TorchDistributedTrial
+from torch.distributed import ProcessGroup
 
 from callbacks import NonFiniteLossError
 
@@ -63,16 +67,104 @@ def suggest(trial: optuna.Trial, name: str, spec: dict[str, Any]) -> Any:
     return trial.suggest_float(name, low, high, step=spec.get("step"), log=spec.get("log", False))
 
 
-def objective(trial: optuna.Trial, space: dict[str, Any], fit_args: list[str]) -> float:
-    """Train one trial's configuration; returns the best value of the metric over its epochs."""
+class PruneTrial(Callback):
+    """Report the metric to the trial after each validation, and stop training when Optuna prunes the trial.
+
+    optuna_integration's PyTorchLightningPruningCallback needs an Optuna trial of its own in every
+    DDP process; here the processes share one (a ``TorchDistributedTrial``), so they report and
+    stop together. ``pruned_at`` is the epoch after which the trial was pruned, if it was.
+    """
+
+    def __init__(self, trial: optuna.Trial | TorchDistributedTrial, monitor: str) -> None:
+        self.trial, self.monitor = trial, monitor
+        self.pruned_at: int | None = None
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        if self.monitor not in trainer.callback_metrics:
+            raise ValueError(f"the search space's metric {self.monitor} is not logged: give one such as val/acc")
+        self.trial.report(float(trainer.callback_metrics[self.monitor]), step=trainer.current_epoch)
+        if self.trial.should_prune():
+            self.pruned_at = trainer.current_epoch
+            trainer.should_stop = True
+
+
+def objective(trial: optuna.Trial | TorchDistributedTrial, space: dict[str, Any], fit_args: list[str]) -> float:
+    """Train one trial's configuration; returns the best value of the metric over its epochs.
+
+    Under DDP, every process runs it at once with the same trial, which global rank 0 draws.
+    """
     flags = [f"--{name}={suggest(trial, name, spec)}" for name, spec in space["params"].items()]
     mode = "max" if space["direction"] == "maximize" else "min"
     cli = build_cli([*fit_args, *flags, "--checkpoint.monitor", space["metric"], "--checkpoint.mode", mode])
     trial.set_user_attr("config", cli.parser.dump(cli.config, skip_none=False))
     trial.set_user_attr("run", relative(cli.trainer.log_dir))
-    cli.trainer.callbacks.append(PyTorchLightningPruningCallback(trial, monitor=space["metric"]))
+    pruning = PruneTrial(trial, space["metric"])
+    cli.trainer.callbacks.append(pruning)
     fit(cli)
+    if pruning.pruned_at is not None:
+        raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
     return float(cli.trainer.checkpoint_callback.best_model_score)
+
+
+def start_processes(fit_args: list[str]) -> ProcessGroup | None:
+    """Under DDP, start the job's other processes and join them in a process group; returns a group for trials.
+
+    Lightning would start them at the first fit, each running this script again from the start:
+    each would then draw a trial of its own. Started now, before any trial, they instead take
+    each trial from global rank 0 (see ``join_trials``). Outside DDP, returns None.
+    """
+    trainer = build_cli(fit_args).trainer
+    if trainer.world_size == 1:
+        return None
+    strategy = trainer.strategy
+    if strategy.launcher is not None:
+        strategy.launcher.launch(strategy.setup_environment)  # starts the others, from global rank 0 only
+    else:
+        strategy.setup_environment()
+    return dist.new_group(backend="gloo")  # TorchDistributedTrial talks through CPU tensors
+
+
+def next_trial(group: ProcessGroup, more: bool | None = None) -> bool:
+    """Whether there is another trial: global rank 0 says (``more``), the other processes hear it."""
+    message = [more]
+    dist.broadcast_object_list(message, src=0, group=group)
+    return bool(message[0])
+
+
+def join_trials(space: dict[str, Any], fit_args: list[str], group: ProcessGroup) -> None:
+    """A process other than global rank 0: train every trial of the study with it, until it says it is done."""
+    while next_trial(group):
+        with contextlib.suppress(optuna.TrialPruned, NonFiniteLossError):  # rank 0 records them
+            objective(TorchDistributedTrial(None, group=group), space, fit_args)
+
+
+def run_study(options: argparse.Namespace, space: dict[str, Any], fit_args: list[str], group: ProcessGroup | None):
+    """Run the missing trials of the study (as global rank 0 under DDP); returns the study."""
+    study = optuna.create_study(
+        storage=f"sqlite:///{options.storage}",
+        study_name=options.study,
+        load_if_exists=True,
+        direction=space["direction"],
+        pruner=optuna.pruners.MedianPruner(**space.get("pruner", {})),
+    )
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=counted))
+    if done < options.trials:
+        print(f"Study {options.study!r} in {options.storage}: {done} trials done, {options.trials - done} to run")
+
+        def shared_objective(trial: optuna.Trial) -> float:
+            if group is None:
+                return objective(trial, space, fit_args)
+            next_trial(group, more=True)
+            return objective(TorchDistributedTrial(trial, group=group), space, fit_args)
+
+        # A trial whose loss turns NaN is marked failed, and the search goes on.
+        study.optimize(shared_objective, n_trials=options.trials - done, catch=(NonFiniteLossError,))
+    if group is not None:
+        next_trial(group, more=False)
+    return study
 
 
 def main() -> int:
@@ -81,26 +173,18 @@ def main() -> int:
     start = time.perf_counter()
     try:
         space = read_space(options.space)
-        study = optuna.create_study(
-            storage=f"sqlite:///{options.storage}",
-            study_name=options.study,
-            load_if_exists=True,
-            direction=space["direction"],
-            pruner=optuna.pruners.MedianPruner(**space.get("pruner", {})),
-        )
-        counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        done = len(study.get_trials(deepcopy=False, states=counted))
-        if done < options.trials:
-            print(f"Study {options.study!r} in {options.storage}: {done} trials done, {options.trials - done} to run")
-            # A trial whose loss turns NaN is marked failed, and the search goes on.
-            study.optimize(
-                lambda trial: objective(trial, space, fit_args),
-                n_trials=options.trials - done,
-                catch=(NonFiniteLossError,),
-            )
+        group = start_processes(fit_args)
+        if group is not None and dist.get_rank() != 0:
+            join_trials(space, fit_args, group)
+            return 0
+        study = run_study(options, space, fit_args, group)
         best = study.best_trial
     except USER_ERRORS as err:
         return report(err)
+    except RuntimeError as err:  # under DDP: another process ended, and said why
+        if (code := stopped_peer_code(err)) is None:
+            raise
+        return code
     except KeyboardInterrupt:  # Optuna has marked the running trial failed; the finished ones are stored
         print("\ninterrupted: run the same command again to continue the study", file=sys.stderr)
         return 130
@@ -113,4 +197,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

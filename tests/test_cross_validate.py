@@ -48,3 +48,13 @@ def test_cross_validation_runs_each_fold_and_writes_mean_and_std(tmp_path: Path)
 def test_cross_validation_needs_two_folds(tmp_path: Path) -> None:
     result = run_script("cross_validate", "--folds", "1", *DIGITS, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip() == "error: --folds must be at least 2, got 1"
+
+
+def test_cross_validation_under_ddp_prints_and_writes_its_summary_once(tmp_path: Path) -> None:
+    ddp = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--trainer.limit_train_batches", "2"]
+    result = run_script("cross_validate", "--folds", "2", *DIGITS, *ddp, cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+    assert result.stdout.count("2-fold cross-validation") == 1 and result.stdout.count("Results:") == 1
+    runs = sorted(path.name for path in (tmp_path / "lightning_logs").iterdir())
+    assert runs == ["cross_validation_version_0.json", "version_0", "version_1"]

@@ -4,6 +4,7 @@ import textwrap
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 
 from tests.conftest import QUICK, run_fit, run_script
@@ -48,3 +49,23 @@ def test_search_space_without_params_is_one_error_line(tmp_path: Path) -> None:
     result = run_script("search", "--space", "space.yaml", *DIGITS, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: space.yaml: needs a `params:` mapping of option names to ranges or choices"
+
+
+def test_search_under_ddp_trains_each_trial_of_global_rank_0_on_both_processes(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text(textwrap.dedent(SPACE))
+    ddp = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--max_epochs", "1"]
+    result = run_script("search", "--space", "space.yaml", "--trials", "2", *DIGITS, *ddp, cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+    assert result.stdout.count("Best trial") == 1
+    # Two trials, not one per process and trial, each trained as one DDP run in a folder of its own.
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'search.db'}")
+    assert len(study.trials) == 2
+    runs = sorted(path.name for path in (tmp_path / "lightning_logs").iterdir())
+    assert runs == ["version_0", "version_1"]
+    for trial in study.trials:
+        assert list(trial.intermediate_values) == [0]
+        config = yaml.safe_load((tmp_path / trial.user_attrs["run"] / "config.yaml").read_text())
+        # TorchDistributedTrial passes floats to the other processes as float32, rank 0 included.
+        assert config["model"]["init_args"]["lr"] == pytest.approx(trial.params["model.lr"], rel=1e-6)
+        assert str(config["trainer"]["devices"]) == "2"
