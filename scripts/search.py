@@ -140,7 +140,9 @@ def join_trials(space: dict[str, Any], fit_args: list[str], group: ProcessGroup)
             objective(TorchDistributedTrial(None, group=group), space, fit_args)
 
 
-def run_study(options: argparse.Namespace, space: dict[str, Any], fit_args: list[str], group: ProcessGroup | None):
+def run_study(
+    options: argparse.Namespace, space: dict[str, Any], fit_args: list[str], group: ProcessGroup | None
+) -> optuna.Study:
     """Run the missing trials of the study (as global rank 0 under DDP); returns the study."""
     study = optuna.create_study(
         storage=f"sqlite:///{options.storage}",
