@@ -2,8 +2,12 @@
 
 from callbacks.checkpoint import AtomicCheckpointIO, RunCheckpoint
 from callbacks.figures import ClassificationFigures
+from callbacks.hparams import RunHyperparameters
+from callbacks.lr_monitor import TrainLRMonitor
+from callbacks.metrics_csv import EpochMetricsCSV
 from callbacks.nonfinite import NonFiniteLossError, StopOnNonFiniteLoss
 from callbacks.progress import ThrottledRichProgressBar
+from callbacks.provenance import SaveProvenance
 from callbacks.random_state import RandomStateInCheckpoint
 from callbacks.run_config import SaveRunConfig
 from callbacks.run_logger import RunLogger
@@ -14,13 +18,17 @@ __all__ = [
     "AtomicCheckpointIO",
     "BatchSizeTuner",
     "ClassificationFigures",
+    "EpochMetricsCSV",
     "LRFinder",
     "NonFiniteLossError",
     "RandomStateInCheckpoint",
     "RunCheckpoint",
+    "RunHyperparameters",
     "RunLogger",
+    "SaveProvenance",
     "SaveRunConfig",
     "SaveTestMetrics",
     "StopOnNonFiniteLoss",
     "ThrottledRichProgressBar",
+    "TrainLRMonitor",
 ]

@@ -140,9 +140,10 @@ class ImageClassifier(LightningModule):
 
     def _evaluation_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         loss, probs = self._shared_step(batch, stage)
-        preds = probs.argmax(dim=-1)
+        confidence, preds = probs.max(dim=-1)
         getattr(self, f"{stage}_class_acc").update(preds, batch[1])
-        return {"loss": loss, "preds": preds}  # the predictions for callbacks (callbacks.ClassificationFigures)
+        # The predictions and their probabilities for callbacks (callbacks.ClassificationFigures).
+        return {"loss": loss, "preds": preds, "confidence": confidence}
 
     def _log_epoch(self, stage: str) -> None:
         # Logged as torchmetrics objects: Lightning computes them (summed over DDP ranks) and resets them.
@@ -152,7 +153,11 @@ class ImageClassifier(LightningModule):
             class_acc = getattr(self, f"{stage}_class_acc")
             names = getattr(self.trainer.datamodule, "class_names", None) or range(self.hparams.num_classes)
             accuracies = class_acc.compute()
-            self.log_dict({f"{stage}/class_acc/{name}": acc for name, acc in zip(names, accuracies, strict=True)})
+            # Validation's in a TensorBoard group of their own (val_class_acc/), which sorts after val/ and keeps its
+            # curves from crowding val/'s; test's (one value each) only in test_metrics.json, not in the loggers.
+            prefix = "val_class_acc/" if stage == "val" else f"{stage}/class_acc/"
+            per_class = {f"{prefix}{name}": acc for name, acc in zip(names, accuracies, strict=True)}
+            self.log_dict(per_class, logger=stage == "val")
             class_acc.reset()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

@@ -34,17 +34,20 @@ import yaml  # noqa: E402
 from jsonargparse import ArgumentParser, Namespace  # noqa: E402
 from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
 from lightning.pytorch import LightningModule, Trainer  # noqa: E402
-from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 
 from callbacks import (  # noqa: E402
     ClassificationFigures,
+    EpochMetricsCSV,
     NonFiniteLossError,
     RandomStateInCheckpoint,
     RunCheckpoint,
+    RunHyperparameters,
+    SaveProvenance,
     SaveRunConfig,
     SaveTestMetrics,
     StopOnNonFiniteLoss,
+    TrainLRMonitor,
 )
 from datamodules import ClassificationDataModule, DataError  # noqa: E402
 from datamodules.errors import first_line  # noqa: E402
@@ -114,7 +117,7 @@ class FitCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(TrainLRMonitor, "lr_monitor")
         parser.add_lightning_class_args(SaveTestMetrics, "test_metrics")
         parser.add_lightning_class_args(ClassificationFigures, "figures")
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "stop_on_nonfinite")
@@ -395,7 +398,10 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
         subclass_mode_data=True,
         seed_everything_default=42,
         save_config_callback=SaveRunConfig,
-        trainer_defaults={"callbacks": [RandomStateInCheckpoint()]},  # always on, not an option
+        # Always on, not options.
+        trainer_defaults={
+            "callbacks": [RandomStateInCheckpoint(), RunHyperparameters(), EpochMetricsCSV(), SaveProvenance()]
+        },
         run=False,
         args=args,
         parser_kwargs={"description": DESCRIPTION, "exit_on_error": False},
