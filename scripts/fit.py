@@ -14,6 +14,7 @@ import ctypes
 import difflib
 import errno
 import importlib
+import importlib.util
 import os
 import re
 import sys
@@ -46,6 +47,7 @@ from callbacks import (  # noqa: E402
     SaveProvenance,
     SaveRunConfig,
     SaveTestMetrics,
+    ShareRunFiles,
     StopOnNonFiniteLoss,
     TrainLRMonitor,
 )
@@ -180,6 +182,7 @@ class FitCLI(LightningCLI):
             for callback in trainer.callbacks or []
             if not switched_off.get(str(callback.class_path).rpartition(".")[2], False)
         ]
+        check_logger_packages(trainer.logger)
         checkpoint = resolve_checkpoint(self.config)
         if checkpoint is not None:
             self.config.ckpt_path = str(checkpoint)
@@ -206,6 +209,26 @@ def config_files(args: list[str]) -> list[str]:
     """The files given to ``--config`` in ``args``."""
     after_flag = [value for flag, value in zip(args, args[1:], strict=False) if flag == "--config"]
     return after_flag + [arg.removeprefix("--config=") for arg in args if arg.startswith("--config=")]
+
+
+# The package each of Lightning's loggers needs, which this project does not install (see the `test` extra).
+LOGGER_PACKAGES = {
+    "MLFlowLogger": "mlflow",
+    "WandbLogger": "wandb",
+    "CometLogger": "comet_ml",
+    "NeptuneLogger": "neptune",
+}
+
+
+def check_logger_packages(logger: Any) -> None:
+    """Fail in one line, before anything is written, when a chosen logger's package is not installed."""
+    for each in logger if isinstance(logger, list) else [logger]:
+        name = str(getattr(each, "class_path", "")).rpartition(".")[2]
+        package = LOGGER_PACKAGES.get(name)
+        if package and importlib.util.find_spec(package) is None:
+            raise RunError(
+                f"the {name} logger needs the {package} package, which is not installed: pip install {package}"
+            )
 
 
 def versioned_logger(config: Namespace) -> Namespace | None:
@@ -400,7 +423,13 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
         save_config_callback=SaveRunConfig,
         # Always on, not options.
         trainer_defaults={
-            "callbacks": [RandomStateInCheckpoint(), RunHyperparameters(), EpochMetricsCSV(), SaveProvenance()]
+            "callbacks": [
+                RandomStateInCheckpoint(),
+                RunHyperparameters(),
+                EpochMetricsCSV(),
+                SaveProvenance(),
+                ShareRunFiles(),
+            ]
         },
         run=False,
         args=args,
