@@ -214,6 +214,7 @@ def config_files(args: list[str]) -> list[str]:
 # The package each of Lightning's loggers needs, which this project does not install (see the `test` extra).
 LOGGER_PACKAGES = {
     "MLFlowLogger": "mlflow",
+    "RunMLFlowLogger": "mlflow",
     "WandbLogger": "wandb",
     "CometLogger": "comet_ml",
     "NeptuneLogger": "neptune",
