@@ -23,8 +23,6 @@ LOADER_SETTINGS = (
     "download",
     "root",
 )
-# The final value of these tags is each run's result in TensorBoard's HPARAMS tab.
-FINAL_METRICS = ("test/acc", "test/f1", "test/auroc", "test/loss", "val/acc", "val/loss", "train/acc", "train/loss")
 
 
 def plain(value: Any) -> Any:
@@ -110,8 +108,8 @@ class RunHyperparameters(Callback):
     internal ``_class_path`` and ``_instantiator``, tuples that ``yaml.safe_load`` refuses, no model
     class and no Trainer options. Here each logger gets :func:`run_hyperparameters` instead (TensorBoard's
     and CSV's write it to ``hparams.yaml``), and TensorBoard a session whose columns are
-    :func:`hparams_columns` and whose metrics are the final values of :data:`FINAL_METRICS`, written
-    when training starts (so a run that stops early is compared too) and closed after testing.
+    :func:`hparams_columns`, written when training starts (so that a run that stops early is compared
+    too) and closed after testing; its metrics are the final values of the run's scalars.
     """
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -127,9 +125,9 @@ class RunHyperparameters(Callback):
             logger.log_hyperparams(hyperparameters)
         if trainer.is_global_zero:
             for writer in self._writers(trainer):
-                experiment, start, _ = hparams_summary(hparams_columns(hyperparameters), dict.fromkeys(FINAL_METRICS))
-                writer.add_summary(experiment)
-                writer.add_summary(start)
+                # The session only, no experiment summary: TensorBoard then takes the columns of all runs, shows the
+                # ones whose values differ first, and the final value of every scalar as a metric (test/ first).
+                writer.add_summary(hparams_summary(hparams_columns(hyperparameters), {})[1])
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:

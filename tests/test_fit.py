@@ -97,15 +97,14 @@ def test_tensorboard_events_hold_curves_learning_rate_and_hparams_and_the_mlflow
     assert not [tag for tag in steps if tag == "epoch" or tag.startswith("lr-") or "/class_acc/" in tag]
     assert steps["test/acc"] == [max(steps["train/loss"]) + 1]  # once, at the run's last step (not at step 0)
 
-    # HPARAMS: the same columns for every run, with the model class and max_epochs; the final metrics.
-    columns = [info.name for info in hparams["_hparams_/experiment"].experiment.hparam_infos]
-    assert columns[:3] == ["model", "data", "max_epochs"] and {"lr", "batch_size", "model_args"} <= set(columns)
-    assert not {"_class_path", "_instantiator", "num_workers", "pin_memory", "fold"} & set(columns)
-    metrics = [info.name.tag for info in hparams["_hparams_/experiment"].experiment.metric_infos]
-    assert {"test/acc", "val/acc", "train/loss"} <= set(metrics)
+    # HPARAMS: the same columns for every run, with the model class and max_epochs, none internal.
     session = hparams["_hparams_/session_start_info"].session_start_info.hparams
+    assert {"model", "data", "max_epochs", "lr", "batch_size", "model_args", "data_args", "seed"} <= set(session)
+    assert not {"_class_path", "_instantiator", "num_workers", "pin_memory", "fold"} & set(session)
     assert session["model"].string_value == "CNN" and session["max_epochs"].string_value == "1"
     assert session["batch_size"].string_value == "32" and "channels=[32, 64, 128]" in session["model_args"].string_value
+    assert session["lr"].number_value == 0.001
+    assert hparams["_hparams_/session_end_info"].session_end_info.status == 1  # STATUS_SUCCESS
 
     # The MLflow preset: the same metrics, the options, figures and the run folder's files, in ./mlflow.db.
     tested = json.loads((only_run_dir(tmp_path) / "test_metrics.json").read_text())
