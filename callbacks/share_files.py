@@ -15,9 +15,16 @@ class ShareRunFiles(Callback):
     The run folder stays the one the first logger (TensorBoard's) makes; these loggers get copies.
     """
 
+    def __init__(self) -> None:
+        self.folder: Path | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # Asked here, on every rank: log_dir is a collective call, which teardown may come too late for under DDP.
+        self.folder = Path(trainer.log_dir or trainer.default_root_dir)
+
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        folder = Path(trainer.log_dir or trainer.default_root_dir)  # collective: every rank asks
-        if not trainer.is_global_zero:
+        folder = self.folder
+        if folder is None or not trainer.is_global_zero:
             return
         files = [folder / name for name in SHARED_FILES if (folder / name).is_file()]
         for logger in trainer.loggers:
