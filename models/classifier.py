@@ -157,7 +157,7 @@ class ImageClassifier(LightningModule):
             # curves from crowding val/'s; test's (one value each) only in test_metrics.json, not in the loggers.
             prefix = "val_class_acc/" if stage == "val" else f"{stage}/class_acc/"
             per_class = {f"{prefix}{name}": acc for name, acc in zip(names, accuracies, strict=True)}
-            self.log_dict(per_class, logger=stage == "val")
+            self.log_dict(per_class, logger=None if stage == "val" else False)  # None: no warning without a logger
             class_acc.reset()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
