@@ -1,12 +1,19 @@
 """Lightning callbacks of this project, with the logger and checkpoint writer that keep runs apart and whole."""
 
 from callbacks.checkpoint import AtomicCheckpointIO, RunCheckpoint
+from callbacks.csv_logger import StepCSVLogger
 from callbacks.figures import ClassificationFigures
+from callbacks.hparams import RunHyperparameters
+from callbacks.lr_monitor import TrainLRMonitor
+from callbacks.metrics_csv import EpochMetricsCSV
+from callbacks.mlflow_logger import RunMLFlowLogger
 from callbacks.nonfinite import NonFiniteLossError, StopOnNonFiniteLoss
 from callbacks.progress import ThrottledRichProgressBar
+from callbacks.provenance import SaveProvenance
 from callbacks.random_state import RandomStateInCheckpoint
 from callbacks.run_config import SaveRunConfig
 from callbacks.run_logger import RunLogger
+from callbacks.share_files import ShareRunFiles
 from callbacks.test_metrics import SaveTestMetrics
 from callbacks.tuning import BatchSizeTuner, LRFinder
 
@@ -14,13 +21,20 @@ __all__ = [
     "AtomicCheckpointIO",
     "BatchSizeTuner",
     "ClassificationFigures",
+    "EpochMetricsCSV",
     "LRFinder",
     "NonFiniteLossError",
     "RandomStateInCheckpoint",
     "RunCheckpoint",
+    "RunHyperparameters",
     "RunLogger",
+    "RunMLFlowLogger",
+    "SaveProvenance",
     "SaveRunConfig",
     "SaveTestMetrics",
+    "ShareRunFiles",
+    "StepCSVLogger",
     "StopOnNonFiniteLoss",
     "ThrottledRichProgressBar",
+    "TrainLRMonitor",
 ]

@@ -1,25 +1,27 @@
-"""Confusion matrix and misclassified images in TensorBoard's IMAGES tab, for validation and test."""
+"""Confusion matrices and labelled misclassified images, for validation and test, in the loggers that show figures."""
 
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
-from torchvision.utils import make_grid
+
+from callbacks.logger_media import log_figure, log_text, media_loggers
+from callbacks.plots import confusion_figure, labelled_images_figure
 
 
 class ClassificationFigures(Callback):
-    """After each validation and test epoch, add a confusion matrix (a figure) and a grid of up to ``max_images``
-    misclassified images to TensorBoard's IMAGES tab, as ``<stage>/confusion_matrix`` and
-    ``<stage>/misclassified``; the true and predicted class of each image are in the TEXT tab.
+    """After each validation and test epoch, show the confusion matrix (counts, and normalized by true class) and
+    up to ``max_images`` misclassified images, each labelled "true → predicted (confidence)", as
+    ``<stage>/confusion_matrix``, ``<stage>/confusion_matrix_normalized`` and ``<stage>/misclassified``
+    (TensorBoard's IMAGES tab; MLflow artifacts; W&B images); the mistakes are also a table in TensorBoard's TEXT tab.
 
-    Needs the model's validation and test steps to return ``{"loss", "preds"}`` (``ImageClassifier``
-    does). Does nothing unless the logger is TensorBoard's. The mistakes are gathered on the device:
-    each batch's first mistakes join a buffer of ``max_images``, which goes to the CPU at the end of
-    the epoch; every 16 batches one look at the buffer (one wait for the device) ends the gathering
-    for the epoch once it holds only mistakes.
+    Needs the model's validation and test steps to return ``{"loss", "preds"}`` and optionally ``"confidence"``
+    (``ImageClassifier`` does). Does nothing unless a logger shows figures (TensorBoard, MLflow, W&B). The
+    mistakes are gathered on the device: each batch's first mistakes join a buffer of ``max_images``,
+    which goes to the CPU at the end of the epoch; every 16 batches one look at the buffer (one wait for
+    the device) ends the gathering for the epoch once it holds only mistakes.
 
     Args:
         max_images: Most misclassified images shown per epoch; 0 shows none.
@@ -30,12 +32,12 @@ class ClassificationFigures(Callback):
             raise ValueError(f"max_images must be 0 or more, got {max_images}")
         self.max_images = max_images
         self.confusion: MulticlassConfusionMatrix | None = None
-        self.kept: list[Tensor] = []  # images, labels, predictions, and whether each is a mistake
+        self.kept: list[Tensor] = []  # images, labels, predictions, confidences, and whether each is a mistake
         self.batches = 0
         self.full = False
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if isinstance(trainer.logger, TensorBoardLogger):
+        if media_loggers(trainer):
             self.confusion = MulticlassConfusionMatrix(pl_module.hparams.num_classes, validate_args=False)
 
     def _start(self, pl_module: LightningModule) -> None:
@@ -48,35 +50,47 @@ class ClassificationFigures(Callback):
         if self.confusion is None or not isinstance(outputs, dict) or "preds" not in outputs:
             return
         images, labels, preds = batch[0], batch[1], outputs["preds"]
+        confidence = outputs.get("confidence", torch.full(preds.shape, float("nan"), device=preds.device))
         self.confusion.update(preds, labels)
         if not self.max_images or self.full:
             return
         wrong = preds != labels
-        candidates = [images.detach(), labels, preds, wrong]
+        candidates = [images.detach(), labels, preds, confidence.detach().float(), wrong]
         if self.kept:
             candidates = [torch.cat(pair) for pair in zip(self.kept, candidates, strict=True)]
         # Mistakes first, in the order seen (a stable sort): a fixed-size selection, so nothing waits for the device.
-        order = torch.sort(~candidates[3], stable=True).indices[: self.max_images]
+        order = torch.sort(~candidates[4], stable=True).indices[: self.max_images]
         self.kept = [tensor[order] for tensor in candidates]
         self.batches += 1
         if self.batches % 16 == 0:
-            self.full = len(order) == self.max_images and bool(self.kept[3].all())
+            self.full = len(order) == self.max_images and bool(self.kept[4].all())
 
     def _log(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.confusion is None or trainer.sanity_checking:
             return
         names = getattr(trainer.datamodule, "class_names", None) or [str(i) for i in range(self.confusion.num_classes)]
-        figure, _ = self.confusion.plot(labels=names, add_text=len(names) <= 20)  # computed over all DDP ranks
-        experiment = trainer.logger.experiment
-        experiment.add_figure(f"{stage}/confusion_matrix", figure, trainer.global_step)
+        matrix = self.confusion.compute()  # over all DDP ranks
+        where = "validation" if stage == "val" else "test"
+        for normalized, suffix, what in ((False, "", "images"), (True, "_normalized", "share of each true class")):
+            title = f"Confusion matrix, {where} at step {trainer.global_step} ({what})"
+            log_figure(trainer, f"{stage}/confusion_matrix{suffix}", confusion_figure(matrix, names, title, normalized))
         if self.kept:
-            images, labels, preds, wrong = (tensor.cpu() for tensor in self.kept)
+            images, labels, preds, confidence, wrong = (tensor.cpu() for tensor in self.kept)
             if wrong.any():
-                grid = make_grid(images[wrong].float(), nrow=8, normalize=True, scale_each=True)
-                experiment.add_image(f"{stage}/misclassified", grid, trainer.global_step)
-                pairs = zip(labels[wrong].tolist(), preds[wrong].tolist(), strict=True)
-                text = "True → predicted class, row by row: " + ", ".join(f"{names[t]} → {names[p]}" for t, p in pairs)
-                experiment.add_text(f"{stage}/misclassified", text, trainer.global_step)
+                mistakes = list(
+                    zip(labels[wrong].tolist(), preds[wrong].tolist(), confidence[wrong].tolist(), strict=True)
+                )
+                titles = [f"{names[true]} → {names[pred]}\n{shown(p)}" for true, pred, p in mistakes]
+                log_figure(trainer, f"{stage}/misclassified", labelled_images_figure(images[wrong], titles))
+                rows = [
+                    f"| {i} | {names[true]} | {names[pred]} | {shown(p)} |"
+                    for i, (true, pred, p) in enumerate(mistakes, 1)
+                ]
+                table = (
+                    "| image | true class | predicted class | confidence |\n| --- | --- | --- | --- |\n"
+                    + "\n".join(rows)
+                )
+                log_text(trainer, f"{stage}/misclassified", table)
         self.kept = []
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -100,3 +114,8 @@ class ClassificationFigures(Callback):
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._log(trainer, pl_module, "test")
+
+
+def shown(probability: float) -> str:
+    """A predicted class's probability as a percentage ("?" when the model gave none)."""
+    return "?" if probability != probability else f"{probability:.0%}"  # NaN is not equal to itself

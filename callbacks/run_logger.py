@@ -1,6 +1,7 @@
 """A TensorBoard logger whose runs never share a version folder, even when started at the same moment."""
 
 from pathlib import Path
+from typing import Any
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -28,3 +29,10 @@ class RunLogger(TensorBoardLogger):
                 return version
             except FileExistsError:
                 version += 1
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        # Lightning adds "epoch" to every call: as train/epoch it joins the training curves instead of
+        # being a group of its own that sorts, and opens, first.
+        super().log_metrics(
+            {("train/epoch" if name == "epoch" else name): value for name, value in metrics.items()}, step
+        )

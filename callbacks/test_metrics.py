@@ -1,15 +1,14 @@
-"""Keep the final test metrics with the run: a JSON file and TensorBoard's hparams tab."""
+"""Keep the final test metrics with the run, as a JSON file."""
 
 import json
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
 
 
 class SaveTestMetrics(Callback):
-    """After testing, write ``test_metrics.json`` into the run folder and log the hyperparameters
-    together with the test metrics, so that TensorBoard's HPARAMS tab compares runs by them.
+    """After testing, write ``test_metrics.json`` into the run folder (TensorBoard's HPARAMS tab compares
+    runs by the same metrics: see :class:`callbacks.RunHyperparameters`).
 
     Args:
         filename: Name of the JSON file written into the run folder (the logger's version folder).
@@ -24,11 +23,6 @@ class SaveTestMetrics(Callback):
         if trainer.log_dir is None:
             return
         self.path = Path(trainer.log_dir) / self.filename
-        if isinstance(trainer.logger, TensorBoardLogger):  # other loggers take no metrics with the hyperparameters
-            hparams = dict(pl_module.hparams)
-            if trainer.datamodule is not None:
-                hparams.update(trainer.datamodule.hparams)
-            trainer.logger.log_hyperparams(hparams, metrics)
         if trainer.is_global_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             record = {**metrics, "checkpoint": trainer.ckpt_path}

@@ -146,10 +146,11 @@ class ImageClassifier(LightningModule):
 
     def _evaluation_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         loss, probs = self._shared_step(batch, stage)
-        preds = probs.argmax(dim=-1)
+        confidence, preds = probs.max(dim=-1)
         getattr(self, f"{stage}_class_acc").update(preds, batch[1])
         getattr(self, f"{stage}_auroc").update(probs.detach(), batch[1])
-        return {"loss": loss, "preds": preds}  # the predictions for callbacks (callbacks.ClassificationFigures)
+        # The predictions and their probabilities for callbacks (callbacks.ClassificationFigures).
+        return {"loss": loss, "preds": preds, "confidence": confidence}
 
     def _log_epoch(self, stage: str) -> None:
         # Logged as torchmetrics objects: Lightning computes them (summed over DDP ranks) and resets them.
@@ -172,17 +173,20 @@ class ImageClassifier(LightningModule):
             aurocs = auroc.compute()
         with class_acc.sync_context():  # the samples of each class, over every DDP rank
             present = (class_acc.tp + class_acc.fn > 0).tolist()
+        # Validation's in a TensorBoard group of their own (val_class_acc/), which sorts after val/ and keeps its
+        # curves from crowding val/'s; test's (one value each) only in test_metrics.json, not in the loggers.
+        prefix = "val_class_acc/" if stage == "val" else f"{stage}/class_acc/"
         metrics, undefined = {}, {}
         for name, accuracy, found in zip(names, accuracies, present, strict=True):
             if found:
-                metrics[f"{stage}/class_acc/{name}"] = accuracy
+                metrics[f"{prefix}{name}"] = accuracy
             else:
-                undefined[f"{stage}/class_acc/{name}"] = f"no {stage} image of the class"
+                undefined[f"{prefix}{name}"] = f"no {stage} image of the class"
         if sum(present) >= 2:
             self.log(f"{stage}/auroc", aurocs[torch.tensor(present, device=aurocs.device)].mean(), prog_bar=True)
         else:
             undefined[f"{stage}/auroc"] = f"the {stage} images are all of one class"
-        self.log_dict(metrics)
+        self.log_dict(metrics, logger=None if stage == "val" else False)  # None: no warning without a logger
         for name in undefined.keys() - self.undefined_metrics.keys():
             rank_zero_info(f"{name} is left out of the logs: {undefined[name]}, where it is undefined")
         self.undefined_metrics = {

@@ -42,7 +42,9 @@ def run_fold(fit_args: list[str], folds: int, fold: int) -> tuple[str, dict[str,
     best = fit(cli)
     ckpt = best or None
     (validated,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)
-    (tested,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)
+    # Not test's return value: it leaves out the per-class accuracies, which are kept out of the loggers.
+    tested = {name: value for name, value in cli.trainer.callback_metrics.items() if name.startswith("test/")}
     return cli.trainer.log_dir, {**validated, **tested}
 
 

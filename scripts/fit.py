@@ -14,6 +14,7 @@ import ctypes
 import difflib
 import errno
 import importlib
+import importlib.util
 import os
 import re
 import sys
@@ -35,17 +36,21 @@ import yaml  # noqa: E402
 from jsonargparse import ArgumentParser, Namespace  # noqa: E402
 from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
 from lightning.pytorch import LightningModule, Trainer  # noqa: E402
-from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 
 from callbacks import (  # noqa: E402
     ClassificationFigures,
+    EpochMetricsCSV,
     NonFiniteLossError,
     RandomStateInCheckpoint,
     RunCheckpoint,
+    RunHyperparameters,
+    SaveProvenance,
     SaveRunConfig,
     SaveTestMetrics,
+    ShareRunFiles,
     StopOnNonFiniteLoss,
+    TrainLRMonitor,
 )
 from datamodules import ClassificationDataModule, DataError  # noqa: E402
 from datamodules.errors import first_line  # noqa: E402
@@ -115,7 +120,7 @@ class FitCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(TrainLRMonitor, "lr_monitor")
         parser.add_lightning_class_args(SaveTestMetrics, "test_metrics")
         parser.add_lightning_class_args(ClassificationFigures, "figures")
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "stop_on_nonfinite")
@@ -178,6 +183,7 @@ class FitCLI(LightningCLI):
             for callback in trainer.callbacks or []
             if not switched_off.get(str(callback.class_path).rpartition(".")[2], False)
         ]
+        check_logger_packages(trainer.logger)
         checkpoint = resolve_checkpoint(self.config)
         if checkpoint is not None:
             self.config.ckpt_path = str(checkpoint)
@@ -227,6 +233,27 @@ def holds_key(path: str, key: str) -> bool:
             return False
         node = node[part]
     return True
+
+
+# The package each of Lightning's loggers needs, which this project does not install (see the `test` extra).
+LOGGER_PACKAGES = {
+    "MLFlowLogger": "mlflow",
+    "RunMLFlowLogger": "mlflow",
+    "WandbLogger": "wandb",
+    "CometLogger": "comet_ml",
+    "NeptuneLogger": "neptune",
+}
+
+
+def check_logger_packages(logger: Any) -> None:
+    """Fail in one line, before anything is written, when a chosen logger's package is not installed."""
+    for each in logger if isinstance(logger, list) else [logger]:
+        name = str(getattr(each, "class_path", "")).rpartition(".")[2]
+        package = LOGGER_PACKAGES.get(name)
+        if package and importlib.util.find_spec(package) is None:
+            raise RunError(
+                f"the {name} logger needs the {package} package, which is not installed: pip install {package}"
+            )
 
 
 def versioned_logger(config: Namespace) -> Namespace | None:
@@ -463,7 +490,16 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
         subclass_mode_data=True,
         seed_everything_default=42,
         save_config_callback=SaveRunConfig,
-        trainer_defaults={"callbacks": [RandomStateInCheckpoint()]},  # always on, not an option
+        # Always on, not options.
+        trainer_defaults={
+            "callbacks": [
+                RandomStateInCheckpoint(),
+                RunHyperparameters(),
+                EpochMetricsCSV(),
+                SaveProvenance(),
+                ShareRunFiles(),
+            ]
+        },
         run=False,
         args=args,
         # allow_abbrev: argparse would take --trainer.max_epoch (or any prefix of an option) for the option.

@@ -1,6 +1,7 @@
 """scripts/fit.py end to end, in a subprocess, as a user runs it: on fake data in the real formats."""
 
 import contextlib
+import csv
 import hashlib
 import importlib
 import importlib.util
@@ -19,7 +20,7 @@ from lightning.pytorch import Trainer
 
 from datamodules import MNIST
 from models import MLP
-from tests.conftest import QUICK, load_fit_script, run_fit
+from tests.conftest import QUICK, load_fit_script, run_fit, run_script
 from tests.fake_data import write_image_folder
 
 
@@ -40,7 +41,18 @@ def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mni
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"]["class_path"] == "models.MLP" and config["data"]["class_path"] == "datamodules.MNIST"
     assert config["seed_everything"] == 42
-    assert (run / "hparams.yaml").exists()
+    hparams = yaml.safe_load((run / "hparams.yaml").read_text())  # plain YAML: no !!python/tuple
+    assert hparams["model"]["class"] == "MLP" and hparams["model"]["input_shape"] == [1, 28, 28]
+    assert hparams["data"]["class"] == "MNIST" and hparams["trainer"]["max_epochs"] == 2 and hparams["seed"] == 42
+    assert "_instantiator" not in hparams["model"] and "_class_path" not in hparams["data"]
+    with open(run / "metrics.csv", newline="") as file:
+        epochs = list(csv.DictReader(file))
+    assert [row["epoch"] for row in epochs] == ["0", "1"]
+    assert {"step", "time_s", "lr", "train/loss", "train/acc", "val/loss", "val/acc", "val/f1"} <= set(epochs[0])
+    assert float(epochs[1]["step"]) > float(epochs[0]["step"]) > 0 and float(epochs[1]["val/acc"]) >= 0
+    (provenance,) = json.loads((run / "provenance.json").read_text())
+    assert "fit.py --data.data_dir" in provenance["command"] and provenance["torch"] == torch.__version__
+    assert provenance["devices"] and provenance["resumed_from"] is None and "python" in provenance
     checkpoints = {path.name for path in (run / "checkpoints").iterdir()}
     best = [name for name in checkpoints if name.startswith("best-epoch=")]
     assert "last.ckpt" in checkpoints and len(best) == 1
@@ -59,22 +71,51 @@ def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mni
     assert tested["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
 
 
-def test_tensorboard_events_hold_curves_learning_rate_and_hparams(tmp_path: Path) -> None:
+def test_tensorboard_events_hold_curves_learning_rate_and_hparams_and_the_mlflow_preset_the_same(
+    tmp_path: Path,
+) -> None:
+    from mlflow import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
 
-    config = Path(__file__).parents[1] / "configs" / "digits.yaml"
-    result = run_fit("--config", str(config), *QUICK, "--trainer.log_every_n_steps", "10", cwd=tmp_path)
+    configs = Path(__file__).parents[1] / "configs"
+    presets = ["--config", str(configs / "digits.yaml"), "--config", str(configs / "logger" / "mlflow.yaml")]
+    result = run_fit(*presets, *QUICK, "--trainer.log_every_n_steps", "10", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    tags, plugins = set(), set()
+    steps, hparams = {}, {}
     for events in only_run_dir(tmp_path).glob("events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events))
         accumulator.Reload()
-        tags |= set(accumulator.Tags()["scalars"])
+        steps |= {tag: [event.step for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
         with contextlib.suppress(KeyError):  # raised by a file with no hparams summary
-            plugins |= set(accumulator.PluginTagToContent("hparams"))
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/f1", "val/auroc", "test/acc"} <= tags
-    assert any(tag.startswith("lr-") for tag in tags)
-    assert "_hparams_/session_start_info" in plugins
+            for tag, content in accumulator.PluginTagToContent("hparams").items():
+                hparams[tag] = plugin_data_pb2.HParamsPluginData.FromString(content)
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/f1", "val/auroc", "test/acc", "train/lr"} <= set(
+        steps
+    )
+    assert {"val_class_acc/0", "val_class_acc/9"} <= set(steps)  # a group of their own, after val/
+    assert not [tag for tag in steps if tag == "epoch" or tag.startswith("lr-") or "/class_acc/" in tag]
+    assert steps["test/acc"] == [max(steps["train/loss"]) + 1]  # once, at the run's last step (not at step 0)
+
+    # HPARAMS: the same columns for every run, with the model class and max_epochs, none internal.
+    session = hparams["_hparams_/session_start_info"].session_start_info.hparams
+    assert {"model", "data", "max_epochs", "lr", "batch_size", "model_args", "data_args", "seed"} <= set(session)
+    assert not {"_class_path", "_instantiator", "num_workers", "pin_memory", "fold"} & set(session)
+    assert session["model"].string_value == "CNN" and session["max_epochs"].string_value == "1"
+    assert session["batch_size"].string_value == "32" and "channels=[32, 64, 128]" in session["model_args"].string_value
+    assert session["lr"].number_value == 0.001
+    assert hparams["_hparams_/session_end_info"].session_end_info.status == 1  # STATUS_SUCCESS
+
+    # The MLflow preset: the same metrics, the options, figures and the run folder's files, in ./mlflow.db.
+    tested = json.loads((only_run_dir(tmp_path) / "test_metrics.json").read_text())
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("lightning_logs").experiment_id])
+    assert run.data.metrics["test/acc"] == pytest.approx(tested["test/acc"])
+    assert {"train/loss", "val/acc", "train/lr"} <= set(run.data.metrics)
+    assert run.data.params["model/class"] == "CNN" and run.data.params["trainer/max_epochs"] == "1"
+    artifacts = {item.path for folder in ("run", "figures") for item in client.list_artifacts(run.info.run_id, folder)}
+    assert {"run/config.yaml", "run/metrics.csv", "run/test_metrics.json"} <= artifacts
+    assert "figures/test_confusion_matrix_step000040.png" in artifacts
 
 
 def test_own_model_from_a_file_outside_the_project(tmp_path: Path) -> None:
@@ -122,16 +163,16 @@ def test_own_model_from_a_file_outside_the_project(tmp_path: Path) -> None:
     assert model.net[1].out_features == 8 and model.hparams.optimizer == "sgd"
 
 
-def test_image_folder_and_cnn_from_the_short_flags_read_image_by_image(tmp_path: Path) -> None:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
+def test_image_folder_and_cnn_from_the_short_flags_read_image_by_image_logged_as_csv(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "images", {"train": 12}, size=(16, 16))
     write_image_folder(root, {"test": 4}, classes=("cat",), size=(16, 16))  # no test image of dog or fox
     per_image = ["--data.in_memory", "false", "--data.num_workers", "1"]  # DataLoader workers decode each epoch
     args = ["--model", "CNN", "--data", "ImageFolder", "--data.root", str(root), "--seed", "3", *QUICK, *per_image]
-    result = run_fit(*args, cwd=tmp_path)
+    csv_preset = ["--config", str(Path(__file__).parents[1] / "configs" / "logger" / "csv.yaml")]
+    result = run_fit(*csv_preset, *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    config = yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())
+    run = only_run_dir(tmp_path)
+    config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["seed_everything"] == 3 and config["trainer"]["max_epochs"] == 1
     assert config["data"]["init_args"]["in_memory"] is False
     assert not (root / ".tensor_cache").exists(), "nothing is decoded ahead when images are read one by one"
@@ -139,13 +180,20 @@ def test_image_folder_and_cnn_from_the_short_flags_read_image_by_image(tmp_path:
     undefined = "test/class_acc/dog (no test image of the class); test/class_acc/fox (no test image of the class); "
     assert f"Not defined:     {undefined}test/auroc (the test images are all of one class)" in result.stdout
     assert "test/auroc" not in result.stdout.split("Test accuracy:")[1].splitlines()[0]
-    metrics = json.loads((only_run_dir(tmp_path) / "test_metrics.json").read_text())
+    metrics = json.loads((run / "test_metrics.json").read_text())
     assert "test/class_acc/cat" in metrics and not {"test/auroc", "test/class_acc/dog"} & set(metrics)
     assert set(metrics["undefined"]) == {"test/auroc", "test/class_acc/dog", "test/class_acc/fox"}
-    tags = set()
-    for events in only_run_dir(tmp_path).glob("events.out.tfevents.*"):
-        tags |= set(EventAccumulator(str(events)).Reload().Tags()["scalars"])
-    assert {"test/class_acc/cat", "val/auroc", "val/class_acc/fox"} <= tags and "test/auroc" not in tags
+
+    # The CSV preset: the run folder as with TensorBoard, without its events; every logged value in steps.csv.
+    assert not list(run.glob("events.out.tfevents.*"))
+    assert {"metrics.csv", "test_metrics.json", "provenance.json"} <= {path.name for path in run.iterdir()}
+    with open(run / "steps.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert {"train/loss", "val/acc", "test/acc", "val/auroc", "val_class_acc/fox"} <= set(rows[0])
+    assert "test/auroc" not in rows[0]  # undefined: left out of the logs
+    tested = json.loads((run / "test_metrics.json").read_text())
+    assert [float(row["test/acc"]) for row in rows if row["test/acc"]] == [pytest.approx(tested["test/acc"])]
+    assert yaml.safe_load((run / "hparams.yaml").read_text())["model"]["class"] == "CNN"
 
 
 RECORDER = '''
@@ -235,10 +283,27 @@ def test_nvml_based_cuda_check_goes_only_where_nvml_cannot_be_loaded(
     assert (os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1") is nvml_loads
 
 
-def test_bf16_mixed_precision_on_cpu(tmp_path: Path) -> None:
-    result = run_fit("--data", "Digits", "--precision", "bf16-mixed", *QUICK, cwd=tmp_path)
+def test_bf16_mixed_precision_on_cpu_logged_to_weights_and_biases_offline(tmp_path: Path) -> None:
+    wandb_preset = ["--config", str(Path(__file__).parents[1] / "configs" / "logger" / "wandb.yaml")]
+    args = [*wandb_preset, "--data", "Digits", "--precision", "bf16-mixed", *QUICK]
+    result = run_script("fit", *args, cwd=tmp_path, env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
     assert result.returncode == 0, result.stderr
-    assert yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())["trainer"]["precision"] == "bf16-mixed"
+    run = only_run_dir(tmp_path)
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["precision"] == "bf16-mixed"
+
+    # The W&B preset: a TensorBoard run folder as always, and an offline W&B run with the metrics (in its binary
+    # log), the options, figures and the run folder's files.
+    assert list(run.glob("events.out.tfevents.*"))
+    (offline,) = (tmp_path / "wandb").glob("offline-run-*")
+    log = next(offline.glob("run-*.wandb")).read_bytes()
+    missing = [name for name in (b"test/acc", b"val/acc", b"train/loss", b"MLP", b"max_epochs") if name not in log]
+    assert not missing
+    files = offline / "files"
+    assert {"config.yaml", "metrics.csv", "test_metrics.json"} <= {path.name for path in (files / run.name).iterdir()}
+    images = {
+        path.parent.name + "/" + path.name.split("_step")[0] for path in (files / "media" / "images").rglob("*.png")
+    }
+    assert any(name.startswith("test/confusion_matrix") for name in images), images
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

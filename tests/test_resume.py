@@ -1,5 +1,6 @@
 """Nothing lost: resuming after kill -9, checkpoints that survive a crash or a full disk, runs that never collide."""
 
+import csv
 import json
 import os
 import subprocess
@@ -85,6 +86,13 @@ def test_killed_twice_mid_epoch_then_resumed_ends_as_an_uninterrupted_run(tmp_pa
     metrics = json.loads((run / "test_metrics.json").read_text())
     assert Path(metrics.pop("checkpoint")).name == Path(uninterrupted.pop("checkpoint")).name
     assert metrics == uninterrupted  # same weights, same test results: optimizer, schedule, RNG, data order
+    # metrics.csv: each epoch once, though written by three processes; the last validation as uninterrupted.
+    rows = [
+        list(csv.DictReader(open(folder / "metrics.csv"))) for folder in (tmp_path / "lightning_logs/version_0", run)
+    ]
+    assert [row["epoch"] for row in rows[1]] == ["0", "1", "2"] and rows[1][2]["val/acc"] == rows[0][2]["val/acc"]
+    starts = json.loads((run / "provenance.json").read_text())  # one entry per start
+    assert [Path(start["resumed_from"] or "none").name for start in starts] == ["none", "last.ckpt", "last.ckpt"]
 
 
 @pytest.mark.parametrize("failure", ["disk_full", "kill"])

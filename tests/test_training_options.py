@@ -149,7 +149,7 @@ def test_regularization_early_stopping_clipping_anomaly_detection_and_evaluation
         accumulator.Reload()
         scalars |= set(accumulator.Tags()["scalars"])
         images |= set(accumulator.Tags()["images"])
-    assert {"val/class_acc/0", "val/class_acc/9"} <= scalars
+    assert {"val_class_acc/0", "val_class_acc/9"} <= scalars
     expected = {f"{stage}/{name}" for stage in ("val", "test") for name in ("confusion_matrix", "misclassified")}
     assert expected <= images
 

@@ -1,0 +1,36 @@
+"""The run folder's files, also with the loggers that keep files: MLflow's artifacts, a W&B run's files."""
+
+from pathlib import Path
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
+
+SHARED_FILES = ("config.yaml", "hparams.yaml", "metrics.csv", "provenance.json", "test_metrics.json")
+
+
+class ShareRunFiles(Callback):
+    """After training and after testing, copy the run folder's files (configuration, per-epoch metrics,
+    provenance, test metrics) to each MLflow logger (artifacts under ``run/``) and W&B logger (the run's files).
+
+    The run folder stays the one the first logger (TensorBoard's) makes; these loggers get copies.
+    """
+
+    def __init__(self) -> None:
+        self.folder: Path | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # Asked here, on every rank: log_dir is a collective call, which teardown may come too late for under DDP.
+        self.folder = Path(trainer.log_dir or trainer.default_root_dir)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        folder = self.folder
+        if folder is None or not trainer.is_global_zero:
+            return
+        files = [folder / name for name in SHARED_FILES if (folder / name).is_file()]
+        for logger in trainer.loggers:
+            for path in files:
+                if isinstance(logger, MLFlowLogger):
+                    logger.experiment.log_artifact(logger.run_id, str(path), "run")
+                elif isinstance(logger, WandbLogger):
+                    # Under the run folder's name: W&B keeps a config.yaml of its own there.
+                    logger.experiment.save(str(path), base_path=str(folder.parent), policy="now")
