@@ -5,8 +5,9 @@ from callbacks.figures import ClassificationFigures
 from callbacks.nonfinite import NonFiniteLossError, StopOnNonFiniteLoss
 from callbacks.progress import ThrottledRichProgressBar
 from callbacks.random_state import RandomStateInCheckpoint
+from callbacks.resume import OptionsInCheckpoint, RunInterrupted, StopOnInterrupt
 from callbacks.run_config import SaveRunConfig
-from callbacks.run_logger import RunLogger
+from callbacks.run_logger import ReservedRunFolder, RunFolder, RunLogger
 from callbacks.test_metrics import SaveTestMetrics
 from callbacks.tuning import BatchSizeTuner, LRFinder
 
@@ -16,11 +17,16 @@ __all__ = [
     "ClassificationFigures",
     "LRFinder",
     "NonFiniteLossError",
+    "OptionsInCheckpoint",
     "RandomStateInCheckpoint",
+    "ReservedRunFolder",
     "RunCheckpoint",
+    "RunFolder",
+    "RunInterrupted",
     "RunLogger",
     "SaveRunConfig",
     "SaveTestMetrics",
+    "StopOnInterrupt",
     "StopOnNonFiniteLoss",
     "ThrottledRichProgressBar",
 ]
