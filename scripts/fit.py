@@ -612,8 +612,8 @@ def report_interrupted(stop: RunInterrupted, trainer: Trainer, args: list[str]) 
     if not stop.checkpoint:
         print(f"{where}: no checkpoint to resume from (checkpoints are off)", file=sys.stderr)
         return 130
-    kept = [arg for arg, before in zip(args, ["", *args], strict=True) if "--ckpt_path" not in (arg, before)]
-    kept = [arg for arg in kept if not arg.startswith("--ckpt_path=")]
+    previous = ["", *args[:-1]]
+    kept = [arg for arg, before in zip(args, previous, strict=True) if "--ckpt_path" not in (arg.split("=")[0], before)]
     command = shlex.join(["python", sys.argv[0], *kept, "--ckpt_path", relative(trainer.log_dir)])
     saved = "written at this step" if stop.saved_now else "of the last epoch"
     print(f"{where}: last.ckpt {saved}: {relative(stop.checkpoint)}; resume with: {command}", file=sys.stderr)

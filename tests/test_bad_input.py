@@ -145,7 +145,7 @@ def mlp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("trained")
     result = run_fit("--data", "Digits", *QUICK, cwd=folder)
     assert result.returncode == 0, result.stderr
-    return folder / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    return folder / "lightning_logs" / "digits-mlp-1" / "checkpoints" / "last.ckpt"
 
 
 def test_truncated_checkpoint(tmp_path: Path, mlp_checkpoint: Path) -> None:
@@ -211,7 +211,7 @@ KNOWN_WORDS |= {"16", "32", "64", "bf16", "16-mixed", "bf16-mixed", "32-true", "
 def earlier_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[Path, str]]:
     """A folder with a finished run's files in it, and their digests."""
     folder = tmp_path_factory.mktemp("earlier_run")
-    run = folder / "lightning_logs" / "version_0"
+    run = folder / "lightning_logs" / "digits-mlp-1"
     (run / "checkpoints").mkdir(parents=True)
     for name in ("config.yaml", "test_metrics.json", "checkpoints/last.ckpt", "checkpoints/best-epoch=0.ckpt"):
         (run / name).write_bytes(os.urandom(64))
