@@ -1,5 +1,6 @@
 """Run folders with readable names (``digits-cnn-3``) that two runs never share, and a logger that only makes one."""
 
+import contextlib
 import re
 import shutil
 from pathlib import Path
@@ -38,12 +39,15 @@ class ReservedRunFolder:
 
     folder_prefix = "run"
     reserved = False  # whether this run created its folder (see discard)
+    made_root = False  # whether it created the folder of the runs too
 
     def _get_next_version(self) -> int | str:
         if rank_zero_only.rank != 0 or "://" in str(self.root_dir):
             return super()._get_next_version()
-        self.reserved = True
-        return reserve_run_folder(Path(self.root_dir), self.folder_prefix)
+        made_root = not Path(self.root_dir).exists()
+        name = reserve_run_folder(Path(self.root_dir), self.folder_prefix)
+        self.reserved, self.made_root = True, made_root
+        return name
 
     def discard(self) -> None:
         """Remove the folder this run created (for a run that failed before it saved anything worth keeping)."""
@@ -53,6 +57,9 @@ class ReservedRunFolder:
         if experiment is not None and hasattr(experiment, "close"):
             experiment.close()  # TensorBoard's writer holds its events file open
         shutil.rmtree(self.log_dir, ignore_errors=True)
+        if self.made_root:
+            with contextlib.suppress(OSError):  # not empty: another run is in it now
+                Path(self.root_dir).rmdir()
 
 
 class RunLogger(ReservedRunFolder, TensorBoardLogger):

@@ -288,7 +288,8 @@ def run_options(config: Namespace, parser: ArgumentParser) -> dict[str, Any]:
 def differences(stored: dict[str, Any], options: dict[str, Any]) -> list[str]:
     """The options that differ, as ``--model.lr 0.01 (its run: 0.001)``."""
     keys = sorted(key for key in stored.keys() | options.keys() if stored.get(key) != options.get(key))
-    return [f"--{key.replace('.init_args', '')} {options.get(key)} (its run: {stored.get(key)})" for key in keys]
+    names = {key: key.replace(".init_args", "").removesuffix(".class_path") for key in keys}
+    return [f"--{names[key]} {options.get(key)} (its run: {stored.get(key)})" for key in keys]
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
