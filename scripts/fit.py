@@ -35,6 +35,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from jsonargparse import ArgumentParser, Namespace  # noqa: E402
 from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
+from lightning.fabric.utilities.rank_zero import rank_zero_only  # noqa: E402
 from lightning.pytorch import LightningModule, Trainer  # noqa: E402
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
@@ -335,7 +336,8 @@ def pointed_run(config: Namespace, logger: Namespace | None) -> Path | None:
         return runs_folder(config, logger) / config.name
     for file in reversed(config.get("config") or []):
         folder = Path(os.fspath(file)).parent
-        if (folder / "checkpoints").is_dir() or (logger is not None and runs_folder(config, logger) == folder):
+        in_runs = logger is not None and folder.resolve().parent == runs_folder(config, logger).resolve()
+        if (folder / "checkpoints").is_dir() or in_runs:
             return folder
     return None
 
@@ -415,14 +417,15 @@ def prepare_run(config: Namespace, parser: ArgumentParser, callbacks: list[Callb
             "(scripts/test.py tests a checkpoint)"
         )
     if trainer.logger is False:  # no logs, but still a folder of its own for the checkpoints and config.yaml
-        trainer.logger = Namespace(class_path="callbacks.RunFolder", init_args=Namespace(save_dir=".", version=None))
-        trainer.logger.init_args.name = "lightning_logs"
+        folder = Namespace(save_dir=".", name="lightning_logs", version=None)
+        trainer.logger = Namespace(class_path="callbacks.RunFolder", init_args=folder)
     if config.ckpt_path and config.init_weights:
         raise RunError("--ckpt_path resumes a run, --init_weights starts a new one from its weights: give one of them")
     logger = versioned_logger(config)
     if config.name and logger is not None:
         logger.version = config.name
-        if (runs_folder(config, logger) / config.name).exists() and not config.ckpt_path:
+        # Rank 0 only: the other processes of a DDP run start when rank 0 may have made the folder already.
+        if rank_zero_only.rank == 0 and (runs_folder(config, logger) / config.name).exists() and not config.ckpt_path:
             raise RunError(
                 f"--name {config.name}: {relative(runs_folder(config, logger) / config.name)} holds another run: "
                 f"choose another name, or resume that run with --ckpt_path {config.name}"
@@ -611,7 +614,7 @@ def report_interrupted(stop: RunInterrupted, trainer: Trainer, args: list[str]) 
         return 130
     where = f"interrupted at epoch {stop.epoch}, step {stop.step}"
     if not stop.checkpoint:
-        print(f"{where}: no checkpoint to resume from (checkpoints are off)", file=sys.stderr)
+        print(f"{where}: no last.ckpt to resume from (--trainer.enable_checkpointing false)", file=sys.stderr)
         return 130
     previous = ["", *args[:-1]]
     kept = [arg for arg, before in zip(args, previous, strict=True) if "--ckpt_path" not in (arg.split("=")[0], before)]
