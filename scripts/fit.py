@@ -624,6 +624,18 @@ def report_interrupted(stop: RunInterrupted, trainer: Trainer, args: list[str]) 
     return 130
 
 
+def report_interrupted_outside_training(trainer: Trainer | None) -> int:
+    """Say that Ctrl-C stopped the run before its first training step (its folder goes) or after; returns 130."""
+    if trainer is None or trainer.global_step == 0:
+        if trainer is not None:
+            discard_failed_run(trainer)
+        print("interrupted before the first training step: nothing to resume", file=sys.stderr)
+    elif trainer.is_global_zero:
+        where = f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}, outside the training steps"
+        print(f"{where}: the run's checkpoints are in {relative(trainer.log_dir)}/checkpoints", file=sys.stderr)
+    return 130
+
+
 def main() -> int:
     """Parse the options, fit, test the best checkpoint and print a summary; returns the exit code."""
     given = sys.argv[1:]
@@ -637,6 +649,10 @@ def main() -> int:
         trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
     except RunInterrupted as stop:
         return report_interrupted(stop, cli.trainer, given)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        if not isinstance(stop, KeyboardInterrupt) and not isinstance(stop.__context__, KeyboardInterrupt):
+            raise  # (Lightning turns Ctrl-C outside the training steps into exit code 1)
+        return report_interrupted_outside_training(cli.trainer if cli is not None else None)
     except USER_ERRORS as err:
         if cli is not None:
             discard_failed_run(cli.trainer)
