@@ -38,17 +38,28 @@ class StopOnInterrupt(Callback):
     ``last.ckpt`` written at that step (exactly resumable, as the periodic checkpoints within epochs are),
     and raises ``RunInterrupted``; during validation it stops at the end of the batch, keeping the
     ``last.ckpt`` of before. A second Ctrl-C ends the process at once (exit code 130).
+
+    Runs of one process only: the processes of a DDP run would have to agree on the step to stop at,
+    at the cost of a collective call every step; they stop as Lightning stops them.
     """
 
     def __init__(self) -> None:
         self.requested = False
+        self._training = False
+        self._pid = os.getpid()
         self._previous: Any = None
 
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if threading.current_thread() is threading.main_thread():
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # Before any DataLoader worker starts: the workers forked later inherit the handler, and ignore Ctrl-C.
+        if stage == "fit" and trainer.world_size == 1 and threading.current_thread() is threading.main_thread():
+            self._pid = os.getpid()
             self._previous = signal.signal(signal.SIGINT, self._handle)
 
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._training = True
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._training = False
         self._restore()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
@@ -60,20 +71,20 @@ class StopOnInterrupt(Callback):
             self._previous = None
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:
+            return  # a DataLoader worker: the training process decides
+        if not self._training:
+            raise KeyboardInterrupt  # before training: stop at once, as Python does
         if self.requested:
             print("\ninterrupted again: stopped at once", file=sys.stderr, flush=True)
             os._exit(130)
         self.requested = True
         print("\nCtrl-C: stopping after this step (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
-    def _stop_now(self, trainer: Trainer) -> bool:
-        # Under DDP every rank must stop at the same step: rank 0's signal decides.
-        return trainer.strategy.broadcast(self.requested) if trainer.world_size > 1 else self.requested
-
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not self._stop_now(trainer):
+        if not self.requested:
             return
         checkpoint = trainer.checkpoint_callback
         saved_now = isinstance(checkpoint, RunCheckpoint) and bool(checkpoint.save_last)
@@ -82,7 +93,7 @@ class StopOnInterrupt(Callback):
         self._raise(trainer, saved_now)
 
     def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
-        if trainer.state.fn == "fit" and self._stop_now(trainer):
+        if self.requested and trainer.state.fn == "fit":
             self._raise(trainer, saved_now=False)
 
     def _raise(self, trainer: Trainer, saved_now: bool) -> None:

@@ -110,6 +110,7 @@ def test_a_second_ctrl_c_stops_at_once(monkeypatch: pytest.MonkeyPatch, capsys: 
 
     monkeypatch.setattr(os, "_exit", exit_now)
     stop = StopOnInterrupt()
+    stop._training = True
     stop._handle(signal.SIGINT, None)
     assert stop.requested  # the first one only asks to stop after the step
     with pytest.raises(SystemExit) as exited:
