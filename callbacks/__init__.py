@@ -11,8 +11,9 @@ from callbacks.nonfinite import NonFiniteLossError, StopOnNonFiniteLoss
 from callbacks.progress import ThrottledRichProgressBar
 from callbacks.provenance import SaveProvenance
 from callbacks.random_state import RandomStateInCheckpoint
+from callbacks.resume import OptionsInCheckpoint, RunInterrupted, StopOnInterrupt
 from callbacks.run_config import SaveRunConfig
-from callbacks.run_logger import RunLogger
+from callbacks.run_logger import ReservedRunFolder, RunFolder, RunLogger
 from callbacks.share_files import ShareRunFiles
 from callbacks.test_metrics import SaveTestMetrics
 from callbacks.tuning import BatchSizeTuner, LRFinder
@@ -24,9 +25,13 @@ __all__ = [
     "EpochMetricsCSV",
     "LRFinder",
     "NonFiniteLossError",
+    "OptionsInCheckpoint",
     "RandomStateInCheckpoint",
+    "ReservedRunFolder",
     "RunCheckpoint",
+    "RunFolder",
     "RunHyperparameters",
+    "RunInterrupted",
     "RunLogger",
     "RunMLFlowLogger",
     "SaveProvenance",
@@ -34,6 +39,7 @@ __all__ = [
     "SaveTestMetrics",
     "ShareRunFiles",
     "StepCSVLogger",
+    "StopOnInterrupt",
     "StopOnNonFiniteLoss",
     "ThrottledRichProgressBar",
     "TrainLRMonitor",

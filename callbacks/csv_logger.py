@@ -5,9 +5,11 @@ import os
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
+from callbacks.run_logger import ReservedRunFolder
 
-class StepCSVLogger(CSVLogger):
-    """CSVLogger whose file of every logged value, step by step, is ``steps.csv``.
+
+class StepCSVLogger(ReservedRunFolder, CSVLogger):
+    """CSVLogger whose file of every logged value, step by step, is ``steps.csv``, in a run folder as RunLogger's.
 
     Lightning's name for it, ``metrics.csv``, is the run folder's table of one row per epoch
     (:class:`callbacks.EpochMetricsCSV`). Every option is CSVLogger's; ``hparams.yaml`` is its own.

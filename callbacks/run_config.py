@@ -41,8 +41,8 @@ class SaveRunConfig(SaveConfigCallback):
         if trainer.strategy.broadcast(taken):
             raise MisconfigurationException(
                 f"{folder} holds another run (its {self.config_filename}): give this run a folder of its own "
-                "(--trainer.default_root_dir, or keep the default logger, which makes a version folder per run), "
-                "or resume that run with --ckpt_path last"
+                "(--name, --trainer.default_root_dir, or keep the default logger, which makes a folder per run), "
+                f"or resume that run with --ckpt_path {folder}"
             )
         super().setup(trainer, pl_module, stage)
 

@@ -1,34 +1,69 @@
-"""A TensorBoard logger whose runs never share a version folder, even when started at the same moment."""
+"""Run folders with readable names (``digits-cnn-3``) that two runs never share, and a logger that only makes one."""
 
+import contextlib
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 
-class RunLogger(TensorBoardLogger):
-    """TensorBoardLogger that creates its new ``version_N`` folder the moment it picks ``N``.
+def reserve_run_folder(root: Path, prefix: str) -> str:
+    """Create ``root/PREFIX-N`` with the first ``N`` (from 1) above those taken; returns its name.
 
-    TensorBoardLogger takes one more than the highest ``version_N`` in its folder and creates that
-    folder only when it first writes, so two runs started together took the same number and wrote
-    into one folder. Here the global-rank-0 process creates it at once, and takes the next number
-    when another run created it first; the other ranks use rank 0's folder (Lightning broadcasts it).
-    Every option is TensorBoardLogger's.
+    The folder is created with one ``mkdir``, which fails when another run created it first: two runs
+    started together never get the same folder.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    taken = re.compile(rf"{re.escape(prefix)}-(\d+)")
+    numbers = [int(match[1]) for path in root.iterdir() if (match := taken.fullmatch(path.name))]
+    number = max(numbers, default=0) + 1
+    while True:
+        try:
+            (root / f"{prefix}-{number}").mkdir()
+            return f"{prefix}-{number}"
+        except FileExistsError:
+            number += 1
+
+
+class ReservedRunFolder:
+    """A logger's version folder named ``PREFIX-N`` (``run-1``, ``run-2``, ...; scripts/fit.py sets ``folder_prefix``
+    to the data and model, e.g. ``digits-cnn``), created by the global-rank-0 process the moment it is picked.
+
+    Lightning's loggers take one more than the highest ``version_N`` and create that folder only when
+    they first write, so two runs started together took the same folder. The other ranks use rank 0's
+    folder (Lightning broadcasts it). A version given by name (``version="my-run"``) is used as it is.
     """
 
-    def _get_next_version(self) -> int:
-        version = super()._get_next_version()
+    folder_prefix = "run"
+    reserved = False  # whether this run created its folder (see discard)
+    made_root = False  # whether it created the folder of the runs too
+
+    def _get_next_version(self) -> int | str:
         if rank_zero_only.rank != 0 or "://" in str(self.root_dir):
-            return version
-        root = Path(self.root_dir)
-        root.mkdir(parents=True, exist_ok=True)
-        while True:
-            try:
-                (root / f"version_{version}").mkdir()
-                return version
-            except FileExistsError:
-                version += 1
+            return super()._get_next_version()
+        made_root = not Path(self.root_dir).exists()
+        name = reserve_run_folder(Path(self.root_dir), self.folder_prefix)
+        self.reserved, self.made_root = True, made_root
+        return name
+
+    def discard(self) -> None:
+        """Remove the folder this run created (for a run that failed before it saved anything worth keeping)."""
+        if not self.reserved:
+            return
+        experiment = getattr(self, "_experiment", None)
+        if experiment is not None and hasattr(experiment, "close"):
+            experiment.close()  # TensorBoard's writer holds its events file open
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+        if self.made_root:
+            with contextlib.suppress(OSError):  # not empty: another run is in it now
+                Path(self.root_dir).rmdir()
+
+
+class RunLogger(ReservedRunFolder, TensorBoardLogger):
+    """TensorBoardLogger whose run folders are named ``PREFIX-N`` and never shared; every option is its."""
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         # Lightning adds "epoch" to every call: as train/epoch it joins the training curves instead of
@@ -36,3 +71,19 @@ class RunLogger(TensorBoardLogger):
         super().log_metrics(
             {("train/epoch" if name == "epoch" else name): value for name, value in metrics.items()}, step
         )
+
+
+class RunFolder(ReservedRunFolder, CSVLogger):
+    """A logger that logs nothing: it only gives the run its folder (checkpoints, ``config.yaml``,
+    ``test_metrics.json``), named and kept apart as RunLogger's are. scripts/fit.py puts it in place of
+    ``--trainer.logger false``, so that no file lands outside a run folder.
+    """
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Log nothing."""
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Log nothing."""
+
+    def save(self) -> None:
+        """Write nothing."""

@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -81,11 +82,16 @@ class TorchvisionDataModule(ClassificationDataModule):
                 self._open(train=True), self._open(train=False)  # raises: which files are damaged, and why
             raise self._missing("--data.download is off")
         print(f"Downloading {type(self).__name__} into {self.data_dir} ...", flush=True)
+        existed = self.data_dir.is_dir()
+        before = set(self.data_dir.iterdir()) if existed else set()
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # torchvision prints every mirror it tries
                 for train in (True, False):
                     self.dataset_class(str(self.data_dir), train=train, download=True)
         except Exception as err:
+            # What the failed download created goes (empty folders, parts of files); what was there stays.
+            for path in [self.data_dir] if not existed else set(self.data_dir.iterdir()) - before:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
             reason = first_line(err)
             raise self._missing(f"the download failed ({reason})") from err
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from datamodules import ClassificationDataModule, DataError
 from models import ImageClassifier
 
-CKPT_HELP = "Checkpoint written by scripts/fit.py, such as lightning_logs/version_0/checkpoints/last.ckpt."
+CKPT_HELP = "Checkpoint written by scripts/fit.py, such as lightning_logs/mnist-mlp-1/checkpoints/last.ckpt."
 
 
 class CommandError(Exception):

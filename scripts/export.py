@@ -6,7 +6,7 @@ Each export is loaded back and run on the same inputs as the checkpoint's model:
 differs by more than --atol.
 
 Examples:
-    python scripts/export.py --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt
+    python scripts/export.py --ckpt_path lightning_logs/mnist-mlp-1/checkpoints/last.ckpt
     python scripts/export.py --ckpt_path CKPT --formats state_dict torchscript onnx --check test --output_dir exported
 """
 

@@ -7,7 +7,8 @@ Examples:
     python scripts/fit.py --model CNN --data CIFAR10 --accelerator gpu --devices 2 --precision 16-mixed
     python scripts/fit.py --model my_file.MyNet              # your own ImageClassifier subclass
     python scripts/fit.py --print_config > run.yaml          # every option, as a file for --config
-    python scripts/fit.py --config lightning_logs/version_0/config.yaml --ckpt_path last   # resume after a crash
+    python scripts/fit.py --config configs/digits.yaml --name first-try  # the run folder lightning_logs/first-try
+    python scripts/fit.py --config lightning_logs/digits-cnn-1/config.yaml --ckpt_path last   # resume that run
 """
 
 import ctypes
@@ -17,6 +18,7 @@ import importlib
 import importlib.util
 import os
 import re
+import shlex
 import sys
 import warnings
 from argparse import ArgumentError
@@ -35,23 +37,31 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from jsonargparse import ArgumentParser, Namespace  # noqa: E402
 from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
+from lightning.fabric.utilities.rank_zero import rank_zero_only  # noqa: E402
 from lightning.pytorch import LightningModule, Trainer  # noqa: E402
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from callbacks import (  # noqa: E402
     ClassificationFigures,
     EpochMetricsCSV,
     NonFiniteLossError,
+    OptionsInCheckpoint,
     RandomStateInCheckpoint,
+    ReservedRunFolder,
     RunCheckpoint,
     RunHyperparameters,
+    RunInterrupted,
     SaveProvenance,
     SaveRunConfig,
     SaveTestMetrics,
     ShareRunFiles,
+    StopOnInterrupt,
     StopOnNonFiniteLoss,
     TrainLRMonitor,
 )
+from callbacks.resume import OPTIONS_KEY  # noqa: E402
 from datamodules import ClassificationDataModule, DataError  # noqa: E402
 from datamodules.errors import first_line  # noqa: E402
 from models import ImageClassifier  # noqa: E402
@@ -135,10 +145,24 @@ class FitCLI(LightningCLI):
             "--ckpt_path",
             type=str | None,
             default=None,
-            help="Resume training from this checkpoint: a .ckpt file, or last for the newest last.ckpt of the "
-            "runs in the logger's folder. Give the options of the run that wrote it (e.g. --config "
-            "lightning_logs/version_0/config.yaml): the run goes on in that folder, with its weights, optimizer, "
-            "schedule, random generators and place in the data restored.",
+            help="Resume a run: its folder or name (lightning_logs/digits-cnn-1, digits-cnn-1: its last.ckpt), a "
+            ".ckpt file, or last: the last.ckpt of the run whose config.yaml is given with --config (or named with "
+            "--name; else the newest run with these options). The run goes on in its folder, with its weights, "
+            "optimizer, schedule, random generators and place in the data restored; options that do not match the "
+            "checkpoint's are refused.",
+        )
+        parser.add_argument(
+            "--name",
+            type=str | None,
+            default=None,
+            help="The run's folder name in lightning_logs (default: data-model-N, e.g. digits-cnn-3).",
+        )
+        parser.add_argument(
+            "--init_weights",
+            type=str | None,
+            default=None,
+            help="Start a new run (new optimizer and schedule) from the weights of a checkpoint: a .ckpt file, "
+            "or a run's folder or name (its last.ckpt). E.g. to train a finished run for more epochs.",
         )
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
@@ -184,10 +208,21 @@ class FitCLI(LightningCLI):
             if not switched_off.get(str(callback.class_path).rpartition(".")[2], False)
         ]
         check_logger_packages(trainer.logger)
-        checkpoint = resolve_checkpoint(self.config)
-        if checkpoint is not None:
-            self.config.ckpt_path = str(checkpoint)
-            continue_in_its_folder(self.config, checkpoint)
+        prepare_run(self.config, self.parser, self.trainer_defaults["callbacks"])
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        prefix = run_prefix(self.config)
+        for logger in self.trainer.loggers:
+            if isinstance(logger, ReservedRunFolder):
+                logger.folder_prefix = prefix
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        # Lightning refuses these callbacks when the switch that they need is off: leave them out.
+        off = (ModelCheckpoint,) if config.get("enable_checkpointing") is False else ()
+        off += (LearningRateMonitor,) if config.get("logger") in (False, []) else ()
+        kept = [callback for callback in callbacks if not isinstance(callback, off)]
+        return super()._instantiate_trainer(config, kept)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         try:
@@ -272,40 +307,46 @@ def runs_folder(config: Namespace, logger: Namespace) -> Path:
     return Path(logger.save_dir or config.trainer.default_root_dir or ".") / (logger.name or "")
 
 
-def resolve_checkpoint(config: Namespace) -> Path | None:
-    """The checkpoint file ``--ckpt_path`` names; for ``last``, the newest ``last.ckpt`` of the earlier runs."""
-    if not config.ckpt_path:
-        return None
-    if config.ckpt_path != "last":
-        path = Path(config.ckpt_path)
-        if not path.is_file():
-            raise RunError(f"--ckpt_path {path}: no such checkpoint file; give a .ckpt file, or last")
-        return path
-    logger = versioned_logger(config)
-    if config.checkpoint.dirpath:
-        folder, pattern = Path(config.checkpoint.dirpath), "last*.ckpt"
-    elif logger is not None:
-        folder, pattern = runs_folder(config, logger), "*/checkpoints/last*.ckpt"
-    else:
-        folder, pattern = Path(config.trainer.default_root_dir or "."), "checkpoints/last*.ckpt"
-    found = [path for path in folder.glob(pattern) if path.is_file()]
-    if not found:
-        raise RunError(f"--ckpt_path last: no last.ckpt in {folder / pattern} to resume; give the checkpoint's path")
-    return max(found, key=lambda path: path.stat().st_mtime)
+# Data options that say where the data is or how it is loaded, not what it is: free to change on a resume.
+LOADING_OPTIONS = {"data_dir", "download", "root", "num_workers", "pin_memory", "in_memory", "on_device"}
+# Options that set how many steps the run takes: a schedule over the whole run (onecycle, cosine) is fixed by them.
+LENGTH_OPTIONS = ("trainer.max_epochs", "trainer.max_steps", "trainer.accumulate_grad_batches")
 
 
-def continue_in_its_folder(config: Namespace, checkpoint: Path) -> None:
-    """Point the logger at the version folder that holds ``checkpoint``, when it is one of its runs."""
-    logger = versioned_logger(config)
-    if logger is None or logger.version is not None or config.checkpoint.dirpath:
-        return
-    run = checkpoint.resolve().parent.parent
-    if checkpoint.parent.name == "checkpoints" and run.parent == runs_folder(config, logger).resolve():
-        logger.version = run.name
+def run_prefix(config: Namespace) -> str:
+    """The start of the run folders' names: the data and the model, e.g. ``digits-cnn``."""
+    names = [str(config[key].class_path).rpartition(".")[2] for key in ("data", "model")]
+    return "-".join(re.sub(r"[^a-z0-9]+", "", name.lower()) or "run" for name in names)
 
 
-def check_checkpoint(path: str, model: LightningModule) -> None:
-    """Fail in one line, before training, when ``path`` is unreadable or holds another model's weights."""
+def run_options(config: Namespace, parser: ArgumentParser) -> dict[str, Any]:
+    """The options a checkpoint's run must share with its resume, flat (``model.init_args.lr``: value)."""
+    dumped = yaml.safe_load(parser.dump(config))
+    flat: dict[str, Any] = {}
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                walk(inner, f"{key}.{name}")
+        elif key.rpartition(".")[2] not in LOADING_OPTIONS:
+            flat[key] = value
+
+    walk(dumped.get("model"), "model")
+    walk(dumped.get("data"), "data")
+    for key in (*LENGTH_OPTIONS, "trainer.limit_train_batches"):
+        flat[key] = dumped["trainer"].get(key.partition(".")[2])
+    return flat
+
+
+def differences(stored: dict[str, Any], options: dict[str, Any]) -> list[str]:
+    """The options that differ, as ``--model.lr 0.01 (its run: 0.001)``."""
+    keys = sorted(key for key in stored.keys() | options.keys() if stored.get(key) != options.get(key))
+    names = {key: key.replace(".init_args", "").removesuffix(".class_path") for key in keys}
+    return [f"--{names[key]} {options.get(key)} (its run: {stored.get(key)})" for key in keys]
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The training checkpoint at ``path``; a RunError in one line when it is unreadable or no such checkpoint."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # any failure to load means the same to the user: this file cannot be resumed
@@ -315,6 +356,150 @@ def check_checkpoint(path: str, model: LightningModule) -> None:
         ) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
         raise RunError(f"{path} is not a Lightning training checkpoint: nothing to resume from it")
+    return checkpoint
+
+
+def run_checkpoint(folder: Path, option: str) -> Path:
+    """The ``last.ckpt`` of the run in ``folder``."""
+    last = folder / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise RunError(
+            f"{option}: the run {relative(folder)} has no checkpoints/last.ckpt (it stopped before the end of its "
+            "first epoch, or ran without checkpoints): start it again instead"
+        )
+    return last
+
+
+def named_checkpoint(value: str, config: Namespace, option: str) -> Path:
+    """The checkpoint ``value`` names: a file, a run folder, or a run's name in the runs folder."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    logger = versioned_logger(config)
+    for folder in (path, runs_folder(config, logger) / value if logger is not None else None):
+        if folder is not None and folder.is_dir():
+            return run_checkpoint(folder, option)
+    raise RunError(f"{option} {value}: no such checkpoint file, run folder or run name")
+
+
+def pointed_run(config: Namespace, logger: Namespace | None) -> Path | None:
+    """The run folder the command points at: ``--name``'s, or the folder of a ``config.yaml`` given with --config."""
+    if config.get("name") and logger is not None:
+        return runs_folder(config, logger) / config.name
+    for file in reversed(config.get("config") or []):
+        folder = Path(os.fspath(file)).parent
+        in_runs = logger is not None and folder.resolve().parent == runs_folder(config, logger).resolve()
+        if (folder / "checkpoints").is_dir() or in_runs:
+            return folder
+    return None
+
+
+def last_checkpoint(config: Namespace, options: dict[str, Any]) -> Path:
+    """For ``--ckpt_path last``: the pointed run's ``last.ckpt``, else the newest one written with these options."""
+    logger = versioned_logger(config)
+    run = pointed_run(config, logger)
+    if run is not None:
+        return run_checkpoint(run, "--ckpt_path last")
+    if config.checkpoint.dirpath:
+        folder, pattern = Path(config.checkpoint.dirpath), "last*.ckpt"
+    elif logger is not None:
+        folder, pattern = runs_folder(config, logger), "*/checkpoints/last*.ckpt"
+    else:
+        folder, pattern = Path(config.trainer.default_root_dir or "."), "checkpoints/last*.ckpt"
+    found = sorted((path for path in folder.glob(pattern) if path.is_file()), key=lambda p: -p.stat().st_mtime)
+    if not found:
+        raise RunError(f"--ckpt_path last: no last.ckpt in {folder / pattern} to resume; give the checkpoint's path")
+    newest = []
+    for path in found:
+        stored = load_checkpoint(path).get(OPTIONS_KEY)
+        if stored is None or not differences(stored, options):
+            return path
+        newest = newest or differences(stored, options)
+    raise RunError(
+        f"--ckpt_path last: no run in {relative(folder)} was trained with these options (the newest, "
+        f"{relative(found[0].parent.parent)}, had {', '.join(newest[:2])}); name the run: --ckpt_path "
+        f"{relative(folder)}/RUN, or give its options with --config {relative(folder)}/RUN/config.yaml"
+    )
+
+
+def check_options(path: Path, options: dict[str, Any], max_epochs: int | None) -> None:
+    """Refuse to resume ``path`` with a model, data or schedule other than its run's (nothing else checks them)."""
+    checkpoint = load_checkpoint(path)
+    stored = checkpoint.get(OPTIONS_KEY)
+    if stored is None:
+        return  # written before checkpoints kept their options
+    differ = differences(stored, options)
+    length = [key for key in LENGTH_OPTIONS if stored.get(key) != options.get(key)]
+    whole_run_schedule = any(
+        key in state for state in checkpoint.get("lr_schedulers", []) for key in ("total_steps", "T_max")
+    )
+    run = relative(path.parent.parent) if path.parent.name == "checkpoints" else relative(path)
+    if length and whole_run_schedule:
+        epochs = stored.get("trainer.max_epochs")
+        more = max_epochs - epochs if max_epochs and epochs and max_epochs > epochs else "N"
+        raise RunError(
+            f"{', '.join(differ)}: the learning-rate schedule of {run} was made for its {epochs} epochs and ends "
+            f"there; resume it with its own length, or train on in a new run from its weights: --init_weights {run} "
+            f"--max_epochs {more}"
+        )
+    differ = [line for line in differ if not any(f"--{key} " in line for key in LENGTH_OPTIONS)]
+    if differ:
+        raise RunError(
+            f"{relative(path)} was written with other options: {', '.join(differ[:3])}: give the options of the run "
+            "that wrote it (--config with its config.yaml), or start a new run from its weights with --init_weights"
+        )
+
+
+def continue_in_its_folder(config: Namespace, checkpoint: Path) -> None:
+    """Point the logger at the run folder that holds ``checkpoint``, when it is one of its runs."""
+    logger = versioned_logger(config)
+    if logger is None or logger.version is not None or config.checkpoint.dirpath:
+        return
+    run = checkpoint.resolve().parent.parent
+    if checkpoint.parent.name == "checkpoints" and run.parent == runs_folder(config, logger).resolve():
+        logger.version = run.name
+
+
+def prepare_run(config: Namespace, parser: ArgumentParser, callbacks: list[Callback]) -> None:
+    """Check the run's options, pick its folder and the checkpoint it resumes, and store its options in checkpoints."""
+    trainer = config.trainer
+    if trainer.max_epochs == 0:
+        raise RunError(
+            "--max_epochs 0 trains nothing: the test would measure untrained weights; give 1 or more "
+            "(scripts/test.py tests a checkpoint)"
+        )
+    if trainer.logger is False:  # no logs, but still a folder of its own for the checkpoints and config.yaml
+        folder = Namespace(save_dir=".", name="lightning_logs", version=None)
+        trainer.logger = Namespace(class_path="callbacks.RunFolder", init_args=folder)
+    if config.ckpt_path and config.init_weights:
+        raise RunError("--ckpt_path resumes a run, --init_weights starts a new one from its weights: give one of them")
+    logger = versioned_logger(config)
+    if config.name and logger is not None:
+        logger.version = config.name
+        # Rank 0 only: the other processes of a DDP run start when rank 0 may have made the folder already.
+        if rank_zero_only.rank == 0 and (runs_folder(config, logger) / config.name).exists() and not config.ckpt_path:
+            raise RunError(
+                f"--name {config.name}: {relative(runs_folder(config, logger) / config.name)} holds another run: "
+                f"choose another name, or resume that run with --ckpt_path {config.name}"
+            )
+    options = run_options(config, parser)
+    next(callback for callback in callbacks if isinstance(callback, OptionsInCheckpoint)).options = options
+    if config.init_weights:
+        config.init_weights = str(named_checkpoint(config.init_weights, config, "--init_weights"))
+    if not config.ckpt_path:
+        return
+    if config.ckpt_path == "last":
+        checkpoint = last_checkpoint(config, options)
+    else:
+        checkpoint = named_checkpoint(config.ckpt_path, config, "--ckpt_path")
+    check_options(checkpoint, options, trainer.max_epochs)
+    config.ckpt_path = str(checkpoint)
+    continue_in_its_folder(config, checkpoint)
+
+
+def check_checkpoint(path: str, model: LightningModule) -> dict[str, Any]:
+    """The checkpoint at ``path``; fails in one line, before training, when it holds another model's weights."""
+    checkpoint = load_checkpoint(Path(path))
     expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
     found = {name: tuple(value.shape) for name, value in checkpoint["state_dict"].items()}
     if found != expected:
@@ -324,6 +509,7 @@ def check_checkpoint(path: str, model: LightningModule) -> None:
             f"({len(differ)} weights differ, e.g. {differ[0]}): give the options of the run that wrote it, "
             "e.g. --config with its config.yaml"
         )
+    return checkpoint
 
 
 def option_names(parser: ArgumentParser) -> list[str]:
@@ -435,7 +621,8 @@ def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str) -> None:
     )
     if saver.path is not None:
         print(f"Test metrics:    {relative(saver.path)}")
-    print(f"TensorBoard:     tensorboard --logdir {relative(Path(run_dir).parent)}")
+    if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
+        print(f"TensorBoard:     tensorboard --logdir {relative(Path(run_dir).parent)}")
 
 
 # Errors that are the user's to fix: reported as one `error:` line (see `report`), without a traceback.
@@ -494,6 +681,8 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
         trainer_defaults={
             "callbacks": [
                 RandomStateInCheckpoint(),
+                OptionsInCheckpoint(),
+                StopOnInterrupt(),
                 RunHyperparameters(),
                 EpochMetricsCSV(),
                 SaveProvenance(),
@@ -511,22 +700,69 @@ def fit(cli: FitCLI) -> str:
     """Fit the CLI's model on its datamodule; returns the best checkpoint's path ("" when none was kept)."""
     if cli.config.ckpt_path:
         check_checkpoint(cli.config.ckpt_path, cli.model)
+    if cli.config.init_weights:
+        cli.model.load_state_dict(check_checkpoint(cli.config.init_weights, cli.model)["state_dict"])
     if cli.config.compile:
         cli.model.compile()  # the forward pass only: loss, metrics and logging stay eager
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
     return cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
 
 
+def discard_failed_run(trainer: Trainer) -> None:
+    """Remove the folder of a run that failed before ending an epoch and saved no checkpoint: nothing in it to keep."""
+    for logger in trainer.loggers if trainer.current_epoch == 0 else []:
+        if isinstance(logger, ReservedRunFolder) and logger.reserved and not any(Path(logger.log_dir).rglob("*.ckpt")):
+            logger.discard()
+
+
+def report_interrupted(stop: RunInterrupted, trainer: Trainer, args: list[str]) -> int:
+    """Say that the run was interrupted, where its last.ckpt is and the command that resumes it; returns 130."""
+    if not trainer.is_global_zero:
+        return 130
+    where = f"interrupted at epoch {stop.epoch}, step {stop.step}"
+    if not stop.checkpoint:
+        print(f"{where}: no last.ckpt to resume from (--trainer.enable_checkpointing false)", file=sys.stderr)
+        return 130
+    previous = ["", *args[:-1]]
+    kept = [arg for arg, before in zip(args, previous, strict=True) if "--ckpt_path" not in (arg.split("=")[0], before)]
+    command = shlex.join(["python", sys.argv[0], *kept, "--ckpt_path", relative(trainer.log_dir)])
+    saved = "written at this step" if stop.saved_now else "of the last epoch"
+    print(f"{where}: last.ckpt {saved}: {relative(stop.checkpoint)}; resume with: {command}", file=sys.stderr)
+    return 130
+
+
+def report_interrupted_outside_training(trainer: Trainer | None) -> int:
+    """Say that Ctrl-C stopped the run before its first training step (its folder goes) or after; returns 130."""
+    if trainer is None or trainer.global_step == 0:
+        if trainer is not None:
+            discard_failed_run(trainer)
+        print("interrupted before the first training step: nothing to resume", file=sys.stderr)
+    elif trainer.is_global_zero:
+        where = f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}, outside the training steps"
+        print(f"{where}: the run's checkpoints are in {relative(trainer.log_dir)}/checkpoints", file=sys.stderr)
+    return 130
+
+
 def main() -> int:
     """Parse the options, fit, test the best checkpoint and print a summary; returns the exit code."""
+    given = sys.argv[1:]
     # Rewritten in place, not passed as args: Lightning's DDP launcher starts the other ranks with sys.argv.
     sys.argv[1:] = expand_short_flags(sys.argv[1:])
+    cli = None
     try:
         cli = build_cli()
         trainer = cli.trainer
         best = fit(cli)
         trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
+    except RunInterrupted as stop:
+        return report_interrupted(stop, cli.trainer, given)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        if not isinstance(stop, KeyboardInterrupt) and not isinstance(stop.__context__, KeyboardInterrupt):
+            raise  # (Lightning turns Ctrl-C outside the training steps into exit code 1)
+        return report_interrupted_outside_training(cli.trainer if cli is not None else None)
     except USER_ERRORS as err:
+        if cli is not None:
+            discard_failed_run(cli.trainer)
         return report(err)
     except RuntimeError as err:  # under DDP: another process ended, and said why
         if (code := stopped_peer_code(err)) is None:

@@ -5,7 +5,7 @@ Images of any size or colour mode are converted as the checkpoint's training dat
 resized to its size, normalized with its statistics). Files that cannot be read are reported and skipped.
 
 Examples:
-    python scripts/predict.py --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt digit.png photo.jpg
+    python scripts/predict.py --ckpt_path lightning_logs/mnist-mlp-1/checkpoints/last.ckpt digit.png photo.jpg
     python scripts/predict.py --ckpt_path CKPT my_images/ --top_k 3 --csv predictions.csv --json predictions.json
 """
 

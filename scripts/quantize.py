@@ -11,7 +11,7 @@ Accuracy is measured on the test split of --data (default: the checkpoint's data
 the median of --latency_runs forward passes of --latency_batch_size test images on the CPU.
 
 Examples:
-    python scripts/quantize.py --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt
+    python scripts/quantize.py --ckpt_path lightning_logs/mnist-mlp-1/checkpoints/last.ckpt
     python scripts/quantize.py --ckpt_path CNN_CKPT --method static
 """
 

@@ -2,7 +2,7 @@
 """Evaluate a checkpoint on a datamodule's test split, or on a folder of labelled images; write the metrics as JSON.
 
 Examples:
-    python scripts/test.py --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt    # the data it was trained on
+    python scripts/test.py --ckpt_path lightning_logs/mnist-mlp-1/checkpoints/last.ckpt    # the data it was trained on
     python scripts/test.py --ckpt_path CKPT --data.data_dir ../shared/data --data.download false
     python scripts/test.py --ckpt_path CKPT --data FashionMNIST                          # another datamodule
     python scripts/test.py --ckpt_path CKPT --images my_test_images                      # my_test_images/<class>/*.png

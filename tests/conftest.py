@@ -84,7 +84,7 @@ def mnist_mlp(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--data.data_dir", str(data), "--data.download", "false", "--model.hidden_sizes", "[64]", *QUICK, cwd=cwd
     )
     assert result.returncode == 0, result.stderr
-    return next((cwd / "lightning_logs" / "version_0" / "checkpoints").glob("best-*.ckpt"))
+    return next((cwd / "lightning_logs" / "mnist-mlp-1" / "checkpoints").glob("best-*.ckpt"))
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@
 import contextlib
 import hashlib
 import io
+import json
 import os
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -58,6 +60,8 @@ FLAGS = [
     (["--data.batch_size", "5000"], "--data.batch_size 5000 is larger than the training set (1258 images)", 1),
     (["--ckpt_path", "missing.ckpt"], "--ckpt_path missing.ckpt: no such checkpoint file", 1),
     (["--ckpt_path", "last"], "--ckpt_path last: no last.ckpt in lightning_logs", 1),
+    (["--ckpt_path", "no_such_run"], "--ckpt_path no_such_run: no such checkpoint file, run folder or run name", 1),
+    (["--max_epochs", "0"], "--max_epochs 0 trains nothing: the test would measure untrained weights", 1),
 ]
 
 
@@ -131,6 +135,7 @@ def label_12(raw: Path) -> None:
 @pytest.mark.parametrize("in_memory", ["true", "false"])
 def test_damaged_mnist_files(tmp_path: Path, damage, message: str, in_memory: str) -> None:
     assert_one_error([*mnist_with(tmp_path, damage), "--data.in_memory", in_memory], tmp_path, message)
+    assert not (tmp_path / "lightning_logs").exists()  # the run failed before its first epoch: no folder left
 
 
 def test_damaged_cifar_batch(tmp_path: Path, cifar_root: Path) -> None:
@@ -161,7 +166,7 @@ def mlp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("trained")
     result = run_fit("--data", "Digits", *QUICK, cwd=folder)
     assert result.returncode == 0, result.stderr
-    return folder / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    return folder / "lightning_logs" / "digits-mlp-1" / "checkpoints" / "last.ckpt"
 
 
 def test_truncated_checkpoint(tmp_path: Path, mlp_checkpoint: Path) -> None:
@@ -172,13 +177,53 @@ def test_truncated_checkpoint(tmp_path: Path, mlp_checkpoint: Path) -> None:
 
 def test_checkpoint_of_another_model(tmp_path: Path, mlp_checkpoint: Path) -> None:
     args = ["--model", "CNN", "--data", "Digits", *QUICK, "--ckpt_path", str(mlp_checkpoint)]
+    assert_one_error(args, tmp_path, "was written with other options: --model models.CNN (its run: models.MLP)")
+    # A checkpoint that does not say which options made it: its weights tell.
+    checkpoint = torch.load(mlp_checkpoint, weights_only=False)
+    del checkpoint["run_options"]
+    torch.save(checkpoint, tmp_path / "older.ckpt")
+    args[-1] = "older.ckpt"
     assert_one_error(args, tmp_path, "holds another model than this run's CNN")
 
 
-def test_weights_alone_are_no_checkpoint_to_resume(tmp_path: Path, mlp_checkpoint: Path) -> None:
-    torch.save(torch.load(mlp_checkpoint, weights_only=False)["state_dict"], tmp_path / "weights.pth")
-    args = ["--data", "Digits", *QUICK, "--ckpt_path", "weights.pth"]
-    assert_one_error(args, tmp_path, "weights.pth is not a Lightning training checkpoint")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max_epochs", "3"], "--trainer.max_epochs 3 (its run: 1): the learning-rate schedule of"),
+        (["--max_epochs", "3"], "train on in a new run from its weights: --init_weights"),
+        (["--model.lr", "0.01"], "was written with other options: --model.lr 0.01 (its run: 0.001)"),
+        (["--data.val_size", "0.2"], "was written with other options: --data.val_size 0.2 (its run: 0.1)"),
+    ],
+)
+def test_resuming_with_other_options_is_refused(tmp_path: Path, mlp_checkpoint: Path, args, message) -> None:
+    run = mlp_checkpoint.parents[1]
+    before = digests(run)
+    assert_one_error(["--config", str(run / "config.yaml"), "--ckpt_path", "last", *args], tmp_path, message)
+    assert digests(run) == before and not list(tmp_path.iterdir())
+
+
+def test_a_finished_run_trains_on_from_its_weights_in_a_new_run(
+    tmp_path: Path, mlp_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = mlp_checkpoint.parents[1]
+    args = ["--data", "Digits", *QUICK, "--init_weights", str(run), "--trainer.logger", "CSVLogger"]
+    code, errors = run_main([*args, "--trainer.enable_progress_bar", "false"], tmp_path)
+    assert code == 0 and not errors
+    summary = capsys.readouterr().out
+    assert "TensorBoard" not in summary  # the CSV logger writes no TensorBoard run
+    written = re.search(r"Test metrics: +(\S+)", summary)[1]
+    accuracy = json.loads((tmp_path / written).read_text())["test/acc"]
+    assert accuracy > json.loads((run / "test_metrics.json").read_text())["test/acc"]  # one epoch more than it
+
+
+def test_logs_and_checkpoints_switched_off(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["--data", "Digits", *QUICK, "--trainer.enable_progress_bar", "false"]
+    code, errors = run_main([*args, "--trainer.logger", "false", "--trainer.enable_checkpointing", "false"], tmp_path)
+    assert code == 0 and not errors
+    written = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file())
+    assert written == ["lightning_logs/digits-mlp-1/config.yaml", "lightning_logs/digits-mlp-1/test_metrics.json"]
+    summary = capsys.readouterr().out
+    assert "Best checkpoint: none (the final weights were tested)" in summary and "TensorBoard" not in summary
 
 
 def test_images_of_mixed_sizes_and_colour_modes_are_resized_and_converted(tmp_path: Path) -> None:
@@ -190,6 +235,7 @@ def test_images_of_mixed_sizes_and_colour_modes_are_resized_and_converted(tmp_pa
 
 
 LETTERS = st.text(st.characters(categories=["L"]), min_size=1)
+WORDS = st.text(st.characters(categories=["L", "Nd"]), min_size=1, max_size=12)
 # Values each option must refuse; None: any text that is not one of the option's values.
 REFUSED = {
     "--model.lr": st.one_of(st.floats(max_value=0), st.sampled_from(["inf", "nan"]), LETTERS),
@@ -203,19 +249,23 @@ REFUSED = {
     "--precision": None,
     "--model": None,
     "--data": None,
+    "--ckpt_path": WORDS.filter(lambda word: word != "last"),
 }
-WORDS = st.text(st.characters(categories=["L", "Nd"]), min_size=1, max_size=12)
+# Switches drawn with the bad option: resuming the earlier run (its checkpoint is no checkpoint), logs, checkpoints.
+SWITCHES = [[], ["--ckpt_path", "last"], ["--ckpt_path", "digits-mlp-1"], ["--trainer.logger", "false"]]
+SWITCHES += [["--trainer.enable_checkpointing", "false"], ["--trainer.logger", "CSVLogger"]]
 
 
 @st.composite
 def bad_flags(draw) -> list[str]:
-    """One option with a value it must refuse, or an unknown option."""
+    """One option with a value it must refuse, or an unknown option, with one of the switches or none."""
+    switch = draw(st.sampled_from(SWITCHES))
     if draw(st.booleans()):
-        return [f"--zz_{draw(WORDS)}", draw(WORDS)]
+        return [*switch, f"--zz_{draw(WORDS)}", draw(WORDS)]
     option = draw(st.sampled_from(sorted(REFUSED)))
     values = REFUSED[option]
     value = draw(WORDS.filter(lambda word: word.lower() not in KNOWN_WORDS)) if values is None else draw(values)
-    return [option, str(value)]
+    return [*switch, option, str(value)]
 
 
 KNOWN_WORDS = {"mlp", "cnn", "resnet9", "mnist", "digits", "cifar10", "cifar100", "fashionmnist", "imagefolder"}
@@ -227,7 +277,7 @@ KNOWN_WORDS |= {"16", "32", "64", "bf16", "16-mixed", "bf16-mixed", "32-true", "
 def earlier_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[Path, str]]:
     """A folder with a finished run's files in it, and their digests."""
     folder = tmp_path_factory.mktemp("earlier_run")
-    run = folder / "lightning_logs" / "version_0"
+    run = folder / "lightning_logs" / "digits-mlp-1"
     (run / "checkpoints").mkdir(parents=True)
     for name in ("config.yaml", "test_metrics.json", "checkpoints/last.ckpt", "checkpoints/best-epoch=0.ckpt"):
         (run / name).write_bytes(os.urandom(64))

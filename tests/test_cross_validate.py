@@ -33,11 +33,11 @@ def test_cross_validation_runs_each_fold_and_writes_mean_and_std(tmp_path: Path)
     result = run_script("cross_validate", "--folds", "2", *DIGITS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     runs = sorted(path.name for path in (tmp_path / "lightning_logs").iterdir() if path.is_dir())
-    assert runs == ["version_0", "version_1"]  # one TensorBoard run per fold
+    assert runs == ["digits-mlp-1", "digits-mlp-2"]  # one TensorBoard run per fold
     for run in runs:
         assert list((tmp_path / "lightning_logs" / run).glob("events.out.tfevents.*"))
-    record = json.loads((tmp_path / "lightning_logs" / "cross_validation_version_0.json").read_text())
-    assert record["folds"] == 2 and record["runs"] == ["lightning_logs/version_0", "lightning_logs/version_1"]
+    record = json.loads((tmp_path / "lightning_logs" / "cross_validation_digits-mlp-1.json").read_text())
+    assert record["folds"] == 2 and record["runs"] == ["lightning_logs/digits-mlp-1", "lightning_logs/digits-mlp-2"]
     for name in ("val/acc", "val/f1", "val/auroc", "test/acc", "test/f1", "test/auroc", "test/class_acc/0"):
         stats = record["metrics"][name]
         assert len(stats["values"]) == 2 and stats["mean"] == pytest.approx(sum(stats["values"]) / 2)
@@ -57,4 +57,4 @@ def test_cross_validation_under_ddp_prints_and_writes_its_summary_once(tmp_path:
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
     assert result.stdout.count("2-fold cross-validation") == 1 and result.stdout.count("Results:") == 1
     runs = sorted(path.name for path in (tmp_path / "lightning_logs").iterdir())
-    assert runs == ["cross_validation_version_0.json", "version_0", "version_1"]
+    assert runs == ["cross_validation_digits-mlp-1.json", "digits-mlp-1", "digits-mlp-2"]

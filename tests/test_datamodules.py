@@ -1,5 +1,6 @@
 """Each datamodule reads fake files in its real on-disk format: shapes, dtypes, normalization, splits."""
 
+import os
 from collections import Counter
 from pathlib import Path
 from urllib.error import URLError
@@ -131,15 +132,19 @@ def test_missing_dataset_without_download_says_where_and_what_to_do(tmp_path: Pa
 
 def test_failed_download_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     def offline(self: datasets.MNIST) -> None:
-        print("Downloading https://example.invalid/train-images-idx3-ubyte.gz")  # as torchvision does
+        os.makedirs(self.raw_folder, exist_ok=True)  # as torchvision does, before it tries its mirrors
+        print("Downloading https://example.invalid/train-images-idx3-ubyte.gz")
         raise URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(datasets.MNIST, "download", offline)
-    with pytest.raises(DataError) as error:
-        MNIST(data_dir=str(tmp_path)).prepare_data()
-    message = str(error.value)
-    assert "\n" not in message and "the download failed" in message and "name resolution" in message
-    assert "example.invalid" not in capsys.readouterr().out
+    (tmp_path / "data").mkdir()
+    for data_dir in (tmp_path / "data", tmp_path / "new"):
+        with pytest.raises(DataError) as error:
+            MNIST(data_dir=str(data_dir)).prepare_data()
+        message = str(error.value)
+        assert "\n" not in message and "the download failed" in message and "name resolution" in message
+        assert "example.invalid" not in capsys.readouterr().out
+    assert sorted(tmp_path.rglob("*")) == [tmp_path / "data"]  # nothing of the failed downloads is left
 
 
 @pytest.mark.parametrize("in_memory", [True, False])

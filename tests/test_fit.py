@@ -36,7 +36,7 @@ def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mni
     )
     assert result.returncode == 0, result.stderr
     run = only_run_dir(tmp_path)
-    assert run.name == "version_0"
+    assert run.name == "mnist-mlp-1"
     assert list(run.glob("events.out.tfevents.*"))
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"]["class_path"] == "models.MLP" and config["data"]["class_path"] == "datamodules.MNIST"

@@ -76,7 +76,7 @@ def test_two_nodes_with_torchrun_on_a_shared_folder(tmp_path: Path) -> None:
 
     # Global rank 0 wrote the one run folder: config, checkpoints and test metrics.
     run = only_run_dir(shared)
-    assert run.name == "version_0"
+    assert run.name == "digits-mlp-1"
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["trainer"]["num_nodes"] == 2 and str(config["trainer"]["devices"]) == "1"
     checkpoints = {path.name for path in (run / "checkpoints").iterdir()}

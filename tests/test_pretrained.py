@@ -29,7 +29,7 @@ def test_fine_tuning_resnet18_from_a_local_weights_file(image_root: Path, resnet
     epochs = [*QUICK, "--max_epochs", "2", "--data.batch_size", "8"]
     result = run_script("fit", *model, *data, *epochs, cwd=tmp_path, env=offline(tmp_path))
     assert result.returncode == 0, result.stderr
-    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    last = tmp_path / "lightning_logs" / "imagefolder-pretrained-1" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=False)
     assert checkpoint["hyper_parameters"]["weights"] is None  # it reloads without the weights file
     # Epoch 0 trained the head (and BatchNorm) alone; BackboneFinetuning added the backbone's group at epoch 1.

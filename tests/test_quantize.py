@@ -25,7 +25,7 @@ def test_dynamic_quantization_of_the_mlp(mnist_mlp: Path) -> None:
 def test_static_quantization_of_the_cnn(tmp_path: Path) -> None:
     result = run_fit("--model", "CNN", "--model.channels", "[8,16]", "--data", "Digits", *QUICK, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = tmp_path / "lightning_logs" / "digits-cnn-1" / "checkpoints" / "last.ckpt"
     rows = quantize(checkpoint, "--method", "static", "--calibration_batches", "4")
     (float_acc, float_size), (int8_acc, int8_size) = rows["float32"], rows["int8 static"]
     assert int8_size < 0.5 * float_size and abs(int8_acc - float_acc) <= 0.1

@@ -1,8 +1,11 @@
-"""Nothing lost: resuming after kill -9, checkpoints that survive a crash or a full disk, runs that never collide."""
+"""Nothing lost: resuming after kill -9 or Ctrl-C, checkpoints that survive a crash or a full disk, runs that never
+collide."""
 
 import csv
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from callbacks import StopOnInterrupt
 from tests.conftest import FIT, run_fit
 
 KILLED = '''
@@ -40,11 +44,14 @@ if "FAIL_AT_SAVE" in os.environ:
 
 
 class Killed(MLP):
-    """The MLP, killed with SIGKILL (as by kill -9) after training step $KILL_AT_STEP."""
+    """The MLP, killed with SIGKILL (as by kill -9) after training step $KILL_AT_STEP, or sent SIGINT (as by
+    Ctrl-C) after step $INTERRUPT_AT_STEP."""
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.global_step == int(os.environ.get("KILL_AT_STEP", -1)):
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.global_step == int(os.environ.get("INTERRUPT_AT_STEP", -1)):
+            os.kill(os.getpid(), signal.SIGINT)
 '''
 
 # Digits with batch 32: 40 training steps an epoch. Dropout makes the result depend on the random generators.
@@ -62,24 +69,34 @@ def fit(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_killed_twice_mid_epoch_then_resumed_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_killed_then_interrupted_mid_epoch_then_resumed_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
     periodic = ["--checkpoint.every_n_train_steps", "20"]
-    assert fit(tmp_path, *periodic).returncode == 0
-    uninterrupted = json.loads((tmp_path / "lightning_logs/version_0/test_metrics.json").read_text())
-
-    run = tmp_path / "lightning_logs/version_1"
+    run = tmp_path / "lightning_logs/digits-killed-1"
     assert fit(tmp_path, *periodic, KILL_AT_STEP="75").returncode == -9  # epoch 1; last saved at step 60
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["global_step"] == 60
-    # Resumed from the file by its path, then killed again in epoch 2 (last saved at step 100)...
-    killed = fit(tmp_path, *periodic, "--ckpt_path", str(run / "checkpoints/last.ckpt"), KILL_AT_STEP="110")
-    assert killed.returncode == -9
-    assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["global_step"] == 100
-    # ... and resumed again as the newest last.ckpt: it completes in the same folder.
-    resumed = fit(tmp_path, *periodic, "--ckpt_path", "last")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "not resumable" not in resumed.stderr
+    # A newer run with the same options, never interrupted: the one to compare with, and the newest last.ckpt.
+    assert fit(tmp_path, *periodic).returncode == 0
+    newer = tmp_path / "lightning_logs/digits-killed-2"
+    uninterrupted = json.loads((newer / "test_metrics.json").read_text())
+    newer_files = sorted(newer.rglob("*"))
 
-    assert sorted(path.name for path in (tmp_path / "lightning_logs").iterdir()) == ["version_0", "version_1"]
+    # The run whose config.yaml is given is resumed, not the newest; Ctrl-C in epoch 2 stops it after that step,
+    # with last.ckpt written there, and says how to resume.
+    interrupted = fit(tmp_path, "--config", str(run / "config.yaml"), "--ckpt_path", "last", INTERRUPT_AT_STEP="110")
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["global_step"] == 111
+    said = interrupted.stderr.strip().splitlines()[-1]
+    prefix = "interrupted at epoch 2, step 111: last.ckpt written at this step: lightning_logs/digits-killed-1/"
+    assert said.startswith(prefix) and "; resume with: python " in said, interrupted.stderr
+    command = shlex.split(said.partition("; resume with: ")[2])
+    assert command[-2:] == ["--ckpt_path", "lightning_logs/digits-killed-1"]
+    environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    resumed = subprocess.run(
+        [sys.executable, *command[1:]], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+
+    assert sorted(newer.rglob("*")) == newer_files  # the newer run's folder is left alone
     for name in ("config.yaml", "config-resume-1.yaml", "config-resume-2.yaml", "test_metrics.json"):
         assert (run / name).is_file(), name
     assert yaml.safe_load((run / "config.yaml").read_text())["ckpt_path"] is None
@@ -87,17 +104,29 @@ def test_killed_twice_mid_epoch_then_resumed_ends_as_an_uninterrupted_run(tmp_pa
     assert Path(metrics.pop("checkpoint")).name == Path(uninterrupted.pop("checkpoint")).name
     assert metrics == uninterrupted  # same weights, same test results: optimizer, schedule, RNG, data order
     # metrics.csv: each epoch once, though written by three processes; the last validation as uninterrupted.
-    rows = [
-        list(csv.DictReader(open(folder / "metrics.csv"))) for folder in (tmp_path / "lightning_logs/version_0", run)
-    ]
+    rows = [list(csv.DictReader(open(folder / "metrics.csv"))) for folder in (newer, run)]
     assert [row["epoch"] for row in rows[1]] == ["0", "1", "2"] and rows[1][2]["val/acc"] == rows[0][2]["val/acc"]
     starts = json.loads((run / "provenance.json").read_text())  # one entry per start
     assert [Path(start["resumed_from"] or "none").name for start in starts] == ["none", "last.ckpt", "last.ckpt"]
 
 
+def test_a_second_ctrl_c_stops_at_once(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(os, "_exit", exit_now)
+    stop = StopOnInterrupt()
+    stop._training = True
+    stop._handle(signal.SIGINT, None)
+    assert stop.requested  # the first one only asks to stop after the step
+    with pytest.raises(SystemExit) as exited:
+        stop._handle(signal.SIGINT, None)
+    assert exited.value.code == 130 and "stopped at once" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("failure", ["disk_full", "kill"])
 def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint_whole(tmp_path: Path, failure: str) -> None:
-    run = tmp_path / "lightning_logs/version_0"
+    run = tmp_path / "lightning_logs/digits-killed-1"
     # Saves: epoch 0 best, epoch 0 last, then epoch 1's first one fails part-way.
     result = fit(tmp_path, FAIL_AT_SAVE="3", FAILURE=failure)
     if failure == "kill":
@@ -126,7 +155,7 @@ def test_runs_started_together_get_folders_of_their_own(tmp_path: Path) -> None:
     for run in runs:
         assert run.wait(timeout=300) == 0, run.stderr.read()
     folders = sorted((tmp_path / "lightning_logs").iterdir())
-    assert [folder.name for folder in folders] == ["version_0", "version_1"]
+    assert [folder.name for folder in folders] == ["digits-mlp-1", "digits-mlp-2"]
     seeds = sorted(yaml.safe_load((folder / "config.yaml").read_text())["seed_everything"] for folder in folders)
     assert seeds == [1, 2]
     for folder in folders:
@@ -136,12 +165,18 @@ def test_runs_started_together_get_folders_of_their_own(tmp_path: Path) -> None:
         assert len(list((folder / "checkpoints").glob("best-*.ckpt"))) == 1
 
 
-def test_a_second_run_into_a_run_folder_stops_before_touching_it(tmp_path: Path) -> None:
-    args = ["--data", "Digits", "--max_epochs", "1", "--trainer.logger.init_args.version", "0"]
+def test_a_second_run_into_a_named_run_folder_stops_before_touching_it(tmp_path: Path) -> None:
+    args = ["--data", "Digits", "--max_epochs", "1", "--name", "first"]
     assert run_fit(*args, cwd=tmp_path).returncode == 0
-    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    before = contents(tmp_path)
     again = run_fit(*args, cwd=tmp_path)
     assert again.returncode == 1
     errors = [line for line in again.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "holds another run (its config.yaml)" in errors[0], again.stderr
-    assert {path: path.read_bytes() for path in before} == before  # (TensorBoard may have opened an events file)
+    message = "--name first: lightning_logs/first holds another run: choose another name, or resume that run with"
+    assert len(errors) == 1 and message in errors[0], again.stderr
+    assert contents(tmp_path) == before
+
+
+def contents(folder: Path) -> dict[Path, bytes | None]:
+    """Every path below ``folder``, with the bytes of the files."""
+    return {path: path.read_bytes() if path.is_file() else None for path in folder.rglob("*")}

@@ -62,7 +62,7 @@ def test_search_under_ddp_trains_each_trial_of_global_rank_0_on_both_processes(t
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'search.db'}")
     assert len(study.trials) == 2
     runs = sorted(path.name for path in (tmp_path / "lightning_logs").iterdir())
-    assert runs == ["version_0", "version_1"]
+    assert runs == ["digits-mlp-1", "digits-mlp-2"]
     for trial in study.trials:
         assert list(trial.intermediate_values) == [0]
         config = yaml.safe_load((tmp_path / trial.user_attrs["run"] / "config.yaml").read_text())
