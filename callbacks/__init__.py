@@ -1,6 +1,7 @@
 """Lightning callbacks of this project, with the logger and checkpoint writer that keep runs apart and whole."""
 
 from callbacks.checkpoint import AtomicCheckpointIO, RunCheckpoint
+from callbacks.ema import EMAWeights
 from callbacks.figures import ClassificationFigures
 from callbacks.nonfinite import NonFiniteLossError, StopOnNonFiniteLoss
 from callbacks.progress import ThrottledRichProgressBar
@@ -14,6 +15,7 @@ __all__ = [
     "AtomicCheckpointIO",
     "BatchSizeTuner",
     "ClassificationFigures",
+    "EMAWeights",
     "LRFinder",
     "NonFiniteLossError",
     "RandomStateInCheckpoint",

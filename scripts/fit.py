@@ -177,6 +177,8 @@ class FitCLI(LightningCLI):
             for callback in trainer.callbacks or []
             if not switched_off.get(str(callback.class_path).rpartition(".")[2], False)
         ]
+        if not validates(self.config.data.init_args):
+            without_validation(self.config)
         checkpoint = resolve_checkpoint(self.config)
         if checkpoint is not None:
             self.config.ckpt_path = str(checkpoint)
@@ -197,6 +199,24 @@ class FitCLI(LightningCLI):
             name, close = unknown
             hint = f"did you mean {close}?" if close else "see --help for the options"
             raise ArgumentError(None, f"unknown option {name}: {hint}") from None
+
+
+def validates(data_options: Namespace | dict[str, Any]) -> bool:
+    """Whether a datamodule with these options keeps a validation part: not with ``val_size`` 0 (and no folds)."""
+    return not (data_options.get("val_size") == 0 and not data_options.get("folds"))
+
+
+def without_validation(config: Namespace) -> None:
+    """Keep only ``last.ckpt`` (nothing is chosen on validation); refuse the options that need validation."""
+    if config.model.init_args.get("scheduler") == "plateau":
+        raise ValueError("--data.val_size 0 leaves no validation for the plateau schedule: choose another one")
+    for callback in config.trainer.callbacks or []:
+        monitor = str(getattr(callback, "init_args", {}).get("monitor") or "")
+        if monitor.startswith("val/"):
+            name = str(callback.class_path).rpartition(".")[2]
+            raise ValueError(f"--data.val_size 0 leaves no validation: {name} cannot monitor {monitor}")
+    config.checkpoint.monitor = None
+    config.checkpoint.save_top_k = 0
 
 
 def config_files(args: list[str]) -> list[str]:
@@ -360,17 +380,26 @@ def relative(path: str | os.PathLike) -> str:
         return str(path)
 
 
-def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str) -> None:
-    """The run's test accuracy and where its logs, checkpoint and metrics are."""
+def tested_checkpoint(trainer: Trainer, best: str) -> str | None:
+    """The checkpoint a run is tested on: the best one, else (no validation chose one) ``last.ckpt``, if any."""
+    callback = trainer.checkpoint_callback
+    return best or (callback.last_model_path if callback is not None else "") or None
+
+
+def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str, tested: str | None = None) -> None:
+    """The run's test accuracy and where its logs, checkpoint (or ``tested``, when none was best) and metrics are."""
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
     saver = next(callback for callback in trainer.callbacks if isinstance(callback, SaveTestMetrics))
     shown = {name: value for name, value in metrics.items() if name != "test/acc" and "/class_acc/" not in name}
     others = ", ".join(f"{name} {value:.4f}" for name, value in shown.items())
     print(f"\nTest accuracy:   {metrics['test/acc']:.2%} ({others})")
     print(f"Run folder:      {relative(run_dir)}")
-    print(
-        f"Best checkpoint: {relative(best_checkpoint) if best_checkpoint else 'none (the final weights were tested)'}"
-    )
+    if best_checkpoint:
+        print(f"Best checkpoint: {relative(best_checkpoint)}")
+    elif tested:
+        print(f"Best checkpoint: none (no validation part, nothing chosen); tested {relative(tested)}")
+    else:
+        print("Best checkpoint: none (the final weights were tested)")
     if saver.path is not None:
         print(f"Test metrics:    {relative(saver.path)}")
     print(f"TensorBoard:     tensorboard --logdir {relative(Path(run_dir).parent)}")
@@ -420,12 +449,13 @@ def main() -> int:
         cli = build_cli()
         trainer = cli.trainer
         best = fit(cli)
-        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
+        tested = tested_checkpoint(trainer, best)
+        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=tested)
     except USER_ERRORS as err:
         return report(err)
     run_dir = trainer.log_dir  # every rank must ask: under DDP it is broadcast from rank 0
     if trainer.is_global_zero:
-        print_summary(trainer, run_dir, best)
+        print_summary(trainer, run_dir, best, tested)
     return 0
 
 
