@@ -11,9 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 
-from callbacks.ema import warmed_up_decay
-from models import CNN, MomentumSGD
+from callbacks.ema import EMAWeights, warmed_up_decay
+from datamodules import Digits
+from models import CNN, MLP, MomentumSGD
 from models.classifier import stage_metrics
 from models.schedules import per_step_schedule
 from tests.conftest import QUICK, load_fit_script, run_script
@@ -91,6 +94,23 @@ def test_weight_average_warms_up_its_decay() -> None:
     assert warmed_up_decay(0.999, 100) == pytest.approx(1 - 101**-0.75)
     assert warmed_up_decay(0.999, 10**6) == 0.999
     assert [warmed_up_decay(0.99, n) for n in (1, 10, 100)] == sorted(warmed_up_decay(0.99, n) for n in (1, 10, 100))
+
+
+def test_weight_average_as_a_trainer_callback_is_what_checkpoints_and_tests_after_training_use(tmp_path: Path) -> None:
+    # As --trainer.callbacks+=EMAWeights: one instance for fit and test (--model.ema_decay makes one per stage).
+    options = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    data = Digits(batch_size=64)
+    model = MLP(10, (1, 8, 8), hidden_sizes=(16,), scheduler="none")
+    every_epoch = ModelCheckpoint(tmp_path, save_top_k=-1)
+    trainer = Trainer(callbacks=[EMAWeights(0.9), every_epoch], max_epochs=2, **options)
+    trainer.fit(model, datamodule=data)
+    first = str(next(tmp_path.glob("epoch=0-*.ckpt")))  # its average is not the final one
+    (tested,) = trainer.test(model, datamodule=data, ckpt_path=first, verbose=False)
+    (validated,) = trainer.validate(model, datamodule=data, ckpt_path=first, verbose=False)
+    alone = Trainer(**options)
+    (tested_alone,) = alone.test(MLP.load_from_checkpoint(first), datamodule=data, verbose=False)
+    (validated_alone,) = alone.validate(MLP.load_from_checkpoint(first), datamodule=data, verbose=False)
+    assert tested == pytest.approx(tested_alone, rel=1e-6) and validated == pytest.approx(validated_alone, rel=1e-6)
 
 
 def test_top5_accuracy_only_with_more_than_five_classes() -> None:
