@@ -126,8 +126,11 @@ def test_image_folder_and_cnn_from_the_short_flags_read_image_by_image(tmp_path:
     root = write_image_folder(tmp_path / "images", {"train": 12, "test": 4}, size=(16, 16))
     per_image = ["--data.in_memory", "false", "--data.num_workers", "1"]  # DataLoader workers decode each epoch
     args = ["--model", "CNN", "--data", "ImageFolder", "--data.root", str(root), "--seed", "3", *QUICK, *per_image]
-    result = run_fit(*args, cwd=tmp_path)
+    result = run_fit(*args, "--data.val_size", "0", cwd=tmp_path)  # all of train/ trains, nothing validates
     assert result.returncode == 0, result.stderr
+    tested = "tested lightning_logs/version_0/checkpoints/last.ckpt"
+    assert f"Best checkpoint: none (no validation part, nothing chosen); {tested}" in result.stdout
+    assert [path.name for path in (only_run_dir(tmp_path) / "checkpoints").iterdir()] == ["last.ckpt"]
     config = yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())
     assert config["seed_everything"] == 3 and config["trainer"]["max_epochs"] == 1
     assert config["data"]["init_args"]["in_memory"] is False
@@ -169,6 +172,7 @@ def test_ddp_on_two_cpu_processes_shards_every_sample_exactly_once(
     (tmp_path / "recorder.py").write_text(RECORDER)
     data = ["--data.data_dir", str(mnist_root), "--data.download", "false", "--data.val_size", "59"]
     args = ["--model", "recorder.Recorder", *data, *QUICK, "--max_epochs", "2"]
+    args += ["--model.ema_decay", "0.9", "--model.warmup_epochs", "0.5"]  # the average is what validates and tests
     result = run_fit(*args, "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
