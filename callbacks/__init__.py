@@ -2,6 +2,7 @@
 
 from callbacks.checkpoint import AtomicCheckpointIO, RunCheckpoint
 from callbacks.csv_logger import StepCSVLogger
+from callbacks.ema import EMAWeights
 from callbacks.figures import ClassificationFigures
 from callbacks.hparams import RunHyperparameters
 from callbacks.lr_monitor import TrainLRMonitor
@@ -22,6 +23,7 @@ __all__ = [
     "AtomicCheckpointIO",
     "BatchSizeTuner",
     "ClassificationFigures",
+    "EMAWeights",
     "EpochMetricsCSV",
     "LRFinder",
     "NonFiniteLossError",

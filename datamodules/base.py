@@ -21,13 +21,14 @@ from datamodules.transforms import normalize, random_crop_flip
 def split_indices(n: int, sizes: Sequence[float], seed: int, labels: Tensor | None = None) -> list[list[int]]:
     """Seeded random split of ``range(n)`` into the rest followed by one part per entry of ``sizes``.
 
-    A size below 1 is a fraction of ``n``, a size of 1 or more a number of samples. Each part keeps
-    the shuffled order, so that data stored class by class (image folders) is mixed in every batch.
-    With the samples' ``labels``, each part is stratified (holds the classes in the proportions of
-    the whole) where every part is large enough to hold every class; otherwise the split is plain.
+    A size below 1 is a fraction of ``n``, a size of 1 or more a number of samples, a size of 0 an
+    empty part. Each part keeps the shuffled order, so that data stored class by class (image
+    folders) is mixed in every batch. With the samples' ``labels``, each part is stratified (holds
+    the classes in the proportions of the whole) where every part is large enough to hold every
+    class; otherwise the split is plain.
     """
     counts = [round(size * n) if size < 1 else int(size) for size in sizes]
-    if any(count < 1 for count in counts) or sum(counts) >= n:
+    if any(count < 1 for count, size in zip(counts, sizes, strict=True) if size) or sum(counts) >= n:
         raise DataError(
             f"cannot split {n} samples into parts of {list(sizes)}: "
             "each part needs at least one sample, and some must remain for training"
@@ -44,6 +45,9 @@ def stratified_split(labels: Tensor, counts: list[int], seed: int) -> list[list[
     a part is too small to hold every class (or a class too small to be in every part)."""
     rest, parts = np.arange(len(labels)), []
     for count in reversed(counts):  # the last part first, as scikit-learn splits one part off at a time
+        if count == 0:  # an empty part (val_size 0)
+            parts.insert(0, [])
+            continue
         try:
             rest, part = train_test_split(rest, test_size=count, stratify=labels[rest].numpy(), random_state=seed)
         except ValueError:  # "The test_size = 2 should be greater or equal to the number of classes = 3"
@@ -93,7 +97,8 @@ class ClassificationDataModule(LightningDataModule):
         num_workers: Worker processes that read images when they are not held in memory; default:
             one per CPU core, at most 4.
         pin_memory: Page-locked host memory for faster copies to a GPU; default: on when CUDA is available.
-        val_size: Validation part of the training data, as a fraction (< 1) or a number of samples.
+        val_size: Validation part of the training data, as a fraction (< 1) or a number of samples; 0 trains
+            on all of it without validation (scripts/fit.py then tests ``last.ckpt``, as nothing is chosen).
         seed: Seed of the train/validation split (independent of the training seed).
         in_memory: Decode all images once and keep them in memory as uint8 tensors (true), or read
             them image by image every epoch (false); default: in memory when they take at most a
@@ -130,8 +135,8 @@ class ClassificationDataModule(LightningDataModule):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if num_workers is not None and num_workers < 0:
             raise ValueError(f"num_workers must be 0 or more, got {num_workers}")
-        if not 0 < val_size < float("inf"):
-            raise ValueError(f"val_size must be positive (a fraction below 1 or a count), got {val_size}")
+        if not 0 <= val_size < float("inf"):
+            raise ValueError(f"val_size must be 0 or more (a fraction below 1 or a count), got {val_size}")
         if folds == 1 or folds < 0 or (folds and not 0 <= fold < folds):
             raise ValueError(f"folds must be 0 (off) or at least 2, and fold in 0..folds-1; got {folds}, {fold}")
         self.save_hyperparameters()
@@ -214,7 +219,9 @@ class ClassificationDataModule(LightningDataModule):
             self.resume_position = None
         return self.train_batches
 
-    def val_dataloader(self) -> TensorBatches | LoaderBatches:
+    def val_dataloader(self) -> TensorBatches | LoaderBatches | list:
+        if self.val_set is not None and len(self.val_set) == 0:
+            return []  # val_size 0: Lightning skips validation
         return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> TensorBatches | LoaderBatches:

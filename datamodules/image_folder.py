@@ -164,6 +164,8 @@ class ImageFolder(ClassificationDataModule):
             raise ValueError(
                 "cross-validation (folds) is not supported for ImageFolder yet: use MNIST, CIFAR or Digits"
             )
+        if test_size <= 0:  # split_indices would make it an empty part, as it does for val_size 0
+            raise ValueError(f"test_size must be positive (a fraction below 1 or a count), got {test_size}")
         self.test_size = test_size
         self.stats_images = stats_images
 

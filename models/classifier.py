@@ -1,19 +1,24 @@
 """The classifier logic every model shares: loss, optimizer, learning-rate schedule, metrics."""
 
+import math
 import warnings
 from typing import Any, Literal
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
+from callbacks.ema import EMAWeights
+from models.optimizers import parameter_groups
+from models.schedules import per_step_schedule
+
 OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
-SchedulerName = Literal["none", "step", "cosine", "onecycle", "plateau"]
+SchedulerName = Literal["none", "step", "cosine", "onecycle", "linear", "plateau"]
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -28,7 +33,8 @@ STAGES = ("train", "val", "test")
 
 
 def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
-    """``<stage>/acc`` (accuracy); for val and test also ``<stage>/f1`` (macro F1); see ``ImageClassifier`` for AUROC.
+    """``<stage>/acc`` (accuracy); for val and test also ``<stage>/f1`` (macro F1), and with more than 5 classes
+    ``<stage>/acc5`` (top-5 accuracy: the true class among the 5 most probable); see ``ImageClassifier`` for AUROC.
 
     Training keeps to accuracy without argument checks: F1 and AUROC would add about half a
     millisecond to every step (AUROC keeps every prediction of the epoch), and each check waits for
@@ -42,6 +48,8 @@ def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
         "acc": MulticlassAccuracy(num_classes, average="micro"),
         "f1": MulticlassF1Score(num_classes, average="macro"),
     }
+    if num_classes > 5:
+        metrics["acc5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
     return MetricCollection(metrics, prefix=f"{stage}/")
 
 
@@ -60,6 +68,8 @@ class ImageClassifier(LightningModule):
             learning rate from ``lr`` (so that schedules and the learning-rate finder work).
         lr: Learning rate; the peak rate for the onecycle schedule.
         weight_decay: L2 penalty (decoupled for adamw), for the built-in optimizers.
+        decay_norm_and_bias: Apply weight decay to biases and normalization parameters too; by default
+            they form a parameter group without it (timm's and torchvision's recipes), for any optimizer.
         momentum: Momentum for sgd and rmsprop.
         nesterov: Nesterov momentum for sgd.
         loss: Loss module called as ``loss(logits, targets)``: default the cross-entropy (with
@@ -69,11 +79,21 @@ class ImageClassifier(LightningModule):
             normalization parameters) is added to the training loss.
         scheduler: Learning-rate schedule: none; step (times ``gamma`` every ``step_size`` epochs);
             cosine (to zero over the run, per step); onecycle (warm-up then annealing, per step);
-            plateau (times ``gamma`` when val/acc stalls for ``patience`` epochs).
+            linear (down to ``end_factor`` times ``lr`` over the run, per step); plateau (times
+            ``gamma`` when val/acc stalls for ``patience`` epochs).
         step_size: Epochs between decays of the step schedule.
         gamma: Decay factor of the step and plateau schedules.
         patience: Epochs without val/acc improvement before the plateau schedule decays.
         label_smoothing: Label smoothing of the cross-entropy loss, in [0, 1).
+        warmup_epochs: Linear warm-up of the learning rate over this many epochs (fractions allowed)
+            before the schedule (any but plateau), which then runs over the remaining steps; for
+            onecycle, the length of its rising phase (else 30% of the run).
+        warmup_start_factor: Learning rate at the start of the warm-up, as a fraction of ``lr``, in (0, 1].
+        end_factor: Learning rate at the end of the linear schedule, as a fraction of ``lr``, in [0, 1].
+        cycle_momentum: Let the onecycle schedule cycle the momentum (0.95 to 0.85 and back) where the
+            optimizer has one; false keeps ``momentum``.
+        ema_decay: Validate, test and save an exponential moving average of the weights (and BatchNorm
+            statistics) with this decay, after a warm-up (see ``callbacks.EMAWeights``); 0 turns it off.
     """
 
     def __init__(
@@ -92,6 +112,12 @@ class ImageClassifier(LightningModule):
         label_smoothing: float = 0.0,
         loss: nn.Module | None = None,
         l1: float = 0.0,
+        decay_norm_and_bias: bool = False,
+        warmup_epochs: float = 0.0,
+        warmup_start_factor: float = 0.1,
+        end_factor: float = 0.0,
+        cycle_momentum: bool = True,
+        ema_decay: float = 0.0,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -106,6 +132,15 @@ class ImageClassifier(LightningModule):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if l1 < 0:
             raise ValueError(f"l1 must be 0 or more, got {l1}")
+        if warmup_epochs < 0 or (warmup_epochs and scheduler == "plateau"):
+            raise ValueError(f"warmup_epochs must be 0 or more, and 0 with the plateau schedule; got {warmup_epochs}")
+        if not 0 < warmup_start_factor <= 1 or not 0 <= end_factor <= 1:
+            raise ValueError(
+                "warmup_start_factor must be in (0, 1] and end_factor in [0, 1]; "
+                f"got {warmup_start_factor}, {end_factor}"
+            )
+        if not 0 <= ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 turns the average off), got {ema_decay}")
         # Collects the init arguments of the subclass too, so MyModel.load_from_checkpoint(path) just works.
         self.save_hyperparameters()
         self.example_input_array = torch.zeros(2, *input_shape)
@@ -229,20 +264,25 @@ class ImageClassifier(LightningModule):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         return self(x).softmax(dim=-1)
 
+    def configure_callbacks(self) -> list[Callback]:
+        return [EMAWeights(self.hparams.ema_decay)] if self.hparams.ema_decay else []
+
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
+        params = parameter_groups(self, hp.decay_norm_and_bias)
         if isinstance(self.optimizer_factory, str):
             kwargs: dict[str, Any] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
             if self.optimizer_factory == "sgd":
                 kwargs.update(momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0)
             elif self.optimizer_factory == "rmsprop":
                 kwargs.update(momentum=hp.momentum)
-            optimizer = OPTIMIZERS[self.optimizer_factory](self.parameters(), **kwargs)
+            optimizer = OPTIMIZERS[self.optimizer_factory](params, **kwargs)
         else:
-            optimizer = self.optimizer_factory(self.parameters(), lr=hp.lr)
-        if hp.scheduler == "none":
+            optimizer = self.optimizer_factory(params, lr=hp.lr)
+        warmup = hp.warmup_epochs
+        if hp.scheduler == "none" and not warmup:
             return {"optimizer": optimizer}
-        if hp.scheduler == "step":
+        if hp.scheduler == "step" and not warmup:
             scheduler = {"scheduler": torch.optim.lr_scheduler.StepLR(optimizer, hp.step_size, hp.gamma)}
         elif hp.scheduler == "plateau":
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -255,13 +295,12 @@ class ImageClassifier(LightningModule):
                 raise MisconfigurationException(
                     f"the {hp.scheduler} schedule needs a finite --max_epochs or --trainer.max_steps"
                 )
-            if hp.scheduler == "cosine":
-                per_step = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(total_steps))
-            else:
-                # Momentum is cycled too, where the optimizer has one (not adagrad or a custom one without).
-                cycle_momentum = "momentum" in optimizer.defaults or "betas" in optimizer.defaults
-                per_step = torch.optim.lr_scheduler.OneCycleLR(
-                    optimizer, max_lr=hp.lr, total_steps=int(total_steps), cycle_momentum=cycle_momentum
-                )
+            # Known once total_steps is: the optimizer steps of an epoch, for the warm-up and the step schedule.
+            steps_per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+            # Momentum is cycled by onecycle, where asked and the optimizer has one (not adagrad, say).
+            has_momentum = "momentum" in optimizer.defaults or "betas" in optimizer.defaults
+            per_step = per_step_schedule(
+                optimizer, hp.scheduler, int(total_steps), steps_per_epoch, hp, hp.cycle_momentum and has_momentum
+            )
             scheduler = {"scheduler": per_step, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

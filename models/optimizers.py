@@ -50,3 +50,18 @@ class MomentumSGD(Optimizer):
             torch._foreach_add_(velocities, grads)
             torch._foreach_add_(params, velocities, alpha=-group["lr"])
         return loss
+
+
+def parameter_groups(module: torch.nn.Module, decay_norm_and_bias: bool) -> list[dict[str, Any]]:
+    """``module``'s parameters as optimizer groups: the weights, then biases and normalization parameters.
+
+    Unless ``decay_norm_and_bias``, the second group has no weight decay (timm's and torchvision's
+    recipes): decay pulls the scales of BatchNorm towards zero and regularizes nothing in a bias.
+    They are told apart as timm does, by shape: one dimension or none. The first group takes the
+    optimizer's own weight decay; empty groups are left out.
+    """
+    weights, others = [], []
+    for parameter in module.parameters():
+        (weights if parameter.dim() > 1 or decay_norm_and_bias else others).append(parameter)
+    groups = [{"params": weights}, {"params": others, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]

@@ -112,13 +112,15 @@ class Pretrained(ImageClassifier):
         return self.head(self.backbone(x.expand(-1, 3, -1, -1)))
 
     def configure_callbacks(self) -> list[Callback]:
+        callbacks = super().configure_callbacks()  # the weight average, when asked for
         if not self.hparams.unfreeze_at_epoch:
-            return []
+            return callbacks
         return [
+            *callbacks,
             BackboneFinetuning(
                 unfreeze_backbone_at_epoch=self.hparams.unfreeze_at_epoch,
                 backbone_initial_ratio_lr=self.hparams.backbone_lr_ratio,
-            )
+            ),
         ]
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -208,6 +208,8 @@ class FitCLI(LightningCLI):
             if not switched_off.get(str(callback.class_path).rpartition(".")[2], False)
         ]
         check_logger_packages(trainer.logger)
+        if not validates(self.config.data.init_args):
+            without_validation(self.config)
         prepare_run(self.config, self.parser, self.trainer_defaults["callbacks"])
 
     def instantiate_classes(self) -> None:
@@ -247,6 +249,24 @@ class FitCLI(LightningCLI):
                 hint = f"did you mean {dashes}{close[2:]}?" if close else "see --help for the options"
                 message = f"unknown option {dashes}{name[2:]}: {hint}"
             raise ArgumentError(None, (f"--config {' '.join(files)}: " if files else "") + message) from None
+
+
+def validates(data_options: Namespace | dict[str, Any]) -> bool:
+    """Whether a datamodule with these options keeps a validation part: not with ``val_size`` 0 (and no folds)."""
+    return not (data_options.get("val_size") == 0 and not data_options.get("folds"))
+
+
+def without_validation(config: Namespace) -> None:
+    """Keep only ``last.ckpt`` (nothing is chosen on validation); refuse the options that need validation."""
+    if config.model.init_args.get("scheduler") == "plateau":
+        raise ValueError("--data.val_size 0 leaves no validation for the plateau schedule: choose another one")
+    for callback in config.trainer.callbacks or []:
+        monitor = str(getattr(callback, "init_args", {}).get("monitor") or "")
+        if monitor.startswith("val/"):
+            name = str(callback.class_path).rpartition(".")[2]
+            raise ValueError(f"--data.val_size 0 leaves no validation: {name} cannot monitor {monitor}")
+    config.checkpoint.monitor = None
+    config.checkpoint.save_top_k = 0
 
 
 def config_files(args: list[str]) -> list[str]:
@@ -603,8 +623,14 @@ def relative(path: str | os.PathLike) -> str:
         return str(path)
 
 
-def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str) -> None:
-    """The run's test accuracy and where its logs, checkpoint and metrics are."""
+def tested_checkpoint(trainer: Trainer, best: str) -> str | None:
+    """The checkpoint a run is tested on: the best one, else (no validation chose one) ``last.ckpt``, if any."""
+    callback = trainer.checkpoint_callback
+    return best or (callback.last_model_path if callback is not None else "") or None
+
+
+def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str, tested: str | None = None) -> None:
+    """The run's test accuracy and where its logs, checkpoint (or ``tested``, when none was best) and metrics are."""
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
     saver = next(callback for callback in trainer.callbacks if isinstance(callback, SaveTestMetrics))
     shown = {name: value for name, value in metrics.items() if name != "test/acc" and "/class_acc/" not in name}
@@ -616,9 +642,12 @@ def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str) -> None:
     if undefined:
         print(f"Not defined:     {'; '.join(f'{name} ({why})' for name, why in undefined.items())}")
     print(f"Run folder:      {relative(run_dir)}")
-    print(
-        f"Best checkpoint: {relative(best_checkpoint) if best_checkpoint else 'none (the final weights were tested)'}"
-    )
+    if best_checkpoint:
+        print(f"Best checkpoint: {relative(best_checkpoint)}")
+    elif tested:
+        print(f"Best checkpoint: none (no validation part, nothing chosen); tested {relative(tested)}")
+    else:
+        print("Best checkpoint: none (the final weights were tested)")
     if saver.path is not None:
         print(f"Test metrics:    {relative(saver.path)}")
     if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
@@ -753,7 +782,8 @@ def main() -> int:
         cli = build_cli()
         trainer = cli.trainer
         best = fit(cli)
-        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
+        tested = tested_checkpoint(trainer, best)
+        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=tested)
     except RunInterrupted as stop:
         return report_interrupted(stop, cli.trainer, given)
     except (KeyboardInterrupt, SystemExit) as stop:
@@ -770,7 +800,7 @@ def main() -> int:
         return code
     run_dir = trainer.log_dir  # every rank must ask: under DDP it is broadcast from rank 0
     if trainer.is_global_zero:
-        print_summary(trainer, run_dir, best)
+        print_summary(trainer, run_dir, best, tested)
     return 0
 
 

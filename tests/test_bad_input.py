@@ -244,7 +244,7 @@ REFUSED = {
     "--model.optimizer": None,
     "--model.scheduler": None,
     "--data.batch_size": st.integers(max_value=0),
-    "--data.val_size": st.floats(max_value=0),
+    "--data.val_size": st.floats(max_value=0).filter(bool),  # 0 (and -0.0) is no validation part
     "--max_epochs": LETTERS,
     "--precision": None,
     "--model": None,
@@ -269,7 +269,7 @@ def bad_flags(draw) -> list[str]:
 
 
 KNOWN_WORDS = {"mlp", "cnn", "resnet9", "mnist", "digits", "cifar10", "cifar100", "fashionmnist", "imagefolder"}
-KNOWN_WORDS |= {"sgd", "adam", "adamw", "rmsprop", "adagrad", "none", "step", "cosine", "onecycle", "plateau"}
+KNOWN_WORDS |= {"sgd", "adam", "adamw", "rmsprop", "adagrad", "none", "step", "cosine", "onecycle", "linear", "plateau"}
 KNOWN_WORDS |= {"16", "32", "64", "bf16", "16-mixed", "bf16-mixed", "32-true", "64-true", "transformer-engine"}
 
 

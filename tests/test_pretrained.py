@@ -32,11 +32,12 @@ def test_fine_tuning_resnet18_from_a_local_weights_file(image_root: Path, resnet
     last = tmp_path / "lightning_logs" / "imagefolder-pretrained-1" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=False)
     assert checkpoint["hyper_parameters"]["weights"] is None  # it reloads without the weights file
-    # Epoch 0 trained the head (and BatchNorm) alone; BackboneFinetuning added the backbone's group at epoch 1.
+    # Epoch 0 trained the head (and BatchNorm) alone: its weight, then the biases and BatchNorm without weight
+    # decay; BackboneFinetuning added the backbone's group at epoch 1.
     groups = checkpoint["optimizer_states"][0]["param_groups"]
-    assert (
-        len(groups) == 2 and len(groups[1]["params"]) == 20
-    )  # resnet18's 20 convolutions (BatchNorm trains throughout)
+    assert [len(group["params"]) for group in groups[:2]] == [1, 41]  # 20 BatchNorms' weights and biases, head bias
+    assert groups[1]["weight_decay"] == 0 and groups[0]["weight_decay"] > 0
+    assert len(groups) == 3 and len(groups[2]["params"]) == 20  # resnet18's 20 convolutions
     conv1 = torch.load(resnet18_file, weights_only=True)["conv1.weight"]
     assert not torch.equal(checkpoint["state_dict"]["backbone.conv1.weight"], conv1)
     result = run_script("predict", "--ckpt_path", str(last), str(image_root), cwd=tmp_path)

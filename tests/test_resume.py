@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from callbacks import StopOnInterrupt
-from tests.conftest import FIT, run_fit
+from tests.conftest import FIT, run_fit, run_script
 
 KILLED = '''
 import errno, os, signal
@@ -70,7 +70,8 @@ def fit(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_killed_then_interrupted_mid_epoch_then_resumed_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
-    periodic = ["--checkpoint.every_n_train_steps", "20"]
+    # With the weight average, which a checkpoint holds apart from the live weights, and resumes exactly too.
+    periodic = ["--checkpoint.every_n_train_steps", "20", "--model.ema_decay", "0.9"]
     run = tmp_path / "lightning_logs/digits-killed-1"
     assert fit(tmp_path, *periodic, KILL_AT_STEP="75").returncode == -9  # epoch 1; last saved at step 60
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["global_step"] == 60
@@ -78,6 +79,17 @@ def test_killed_then_interrupted_mid_epoch_then_resumed_ends_as_an_uninterrupted
     assert fit(tmp_path, *periodic).returncode == 0
     newer = tmp_path / "lightning_logs/digits-killed-2"
     uninterrupted = json.loads((newer / "test_metrics.json").read_text())
+    # The final test of fit.py and scripts/test.py measure the same weights: the best checkpoint's average.
+    best = Path(uninterrupted["checkpoint"])
+    assert best.name.startswith("best-")
+    tested = run_script("test", "--ckpt_path", str(best), "--json", "test.json", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr
+    again = json.loads((tmp_path / "test.json").read_text())
+    assert again["test/acc"] == uninterrupted["test/acc"]
+    assert again["test/loss"] == pytest.approx(uninterrupted["test/loss"], rel=1e-6)  # the live weights' differs
+    saved = torch.load(tmp_path / best, weights_only=False)
+    live, average = saved["current_model_state"], saved["state_dict"]
+    assert any(not torch.equal(live[name], average[name]) for name in average)
     newer_files = sorted(newer.rglob("*"))
 
     # The run whose config.yaml is given is resumed, not the newest; Ctrl-C in epoch 2 stops it after that step,

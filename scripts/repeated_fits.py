@@ -1,0 +1,82 @@
+"""What the commands that run scripts/fit.py several times share: each fit evaluated, then every metric's mean ± std."""
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+from fit import USER_ERRORS, build_cli, fit, relative, report, stopped_peer_code, tested_checkpoint, validates
+
+
+def fit_and_evaluate(fit_args: list[str]) -> tuple[str, dict[str, float]]:
+    """One run of scripts/fit.py; returns its folder and the val and test metrics of the checkpoint it tests.
+
+    That is the best checkpoint, or ``last.ckpt`` without validation (then there are no val metrics).
+    """
+    cli = build_cli(fit_args)
+    checkpoint = tested_checkpoint(cli.trainer, fit(cli))
+    metrics: dict[str, float] = {}
+    if validates(cli.datamodule.hparams):
+        (validated,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint, verbose=False)
+        metrics.update(validated)
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint, verbose=False)
+    # Not test's return value: it leaves out the per-class accuracies, which are kept out of the loggers.
+    tested = {name: value for name, value in cli.trainer.callback_metrics.items() if name.startswith("test/")}
+    return cli.trainer.log_dir, {**metrics, **tested}
+
+
+def summarize(results: list[dict[str, float]]) -> dict[str, dict[str, float | list[float]]]:
+    """Mean, standard deviation (n - 1) and the per-run values of every metric that every run has.
+
+    A run leaves out a metric that its data leaves undefined (the accuracy of a class its fold lacks).
+    """
+    return {
+        name: {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": values}
+        for name in results[0]
+        if all(name in result for result in results) and (values := [float(result[name]) for result in results])
+    }
+
+
+def run_all(runs_args: list[list[str]], title: str, record: dict[str, Any], output: Path | None, prefix: str) -> int:
+    """Fit once per entry of ``runs_args``, print the mean ± std of every metric and write them as JSON.
+
+    Args:
+        runs_args: scripts/fit.py's arguments for each run.
+        title: What the summary's first line calls the whole (``3-fold cross-validation``).
+        record: What the JSON file says of the whole before the runs and metrics (``{"folds": 3}``).
+        output: The JSON file; default: ``<prefix>_<first run>.json`` next to the run folders.
+        prefix: The default file name's start.
+
+    Returns:
+        The exit code: 0, or that of the one-line error that stopped a run.
+    """
+    start = time.perf_counter()
+    runs, results = [], []
+    try:
+        for fit_args in runs_args:
+            run, metrics = fit_and_evaluate(fit_args)
+            runs.append(run)
+            results.append(metrics)
+    except USER_ERRORS as err:
+        return report(err)
+    except RuntimeError as err:  # under DDP: another process ended, and said why
+        if (code := stopped_peer_code(err)) is None:
+            raise
+        return code
+    if dist.is_initialized() and dist.get_rank() != 0:  # under DDP, global rank 0 writes and prints the summary
+        return 0
+    seconds = time.perf_counter() - start
+    summary = summarize(results)
+    output = output or Path(runs[0]).parent / f"{prefix}_{Path(runs[0]).name}.json"
+    record = {**record, "runs": [relative(run) for run in runs], "seconds": seconds, "metrics": summary}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\n{title}, {seconds:.0f} s; runs {', '.join(record['runs'])}")
+    width = max(map(len, summary))
+    for name, stats in summary.items():
+        if "/class_acc/" not in name:  # one line per class would bury the rest; they are in the file
+            print(f"  {name:<{width}}  {stats['mean']:.4f} ± {stats['std']:.4f}")
+    print(f"Results: {relative(output)}")
+    return 0
