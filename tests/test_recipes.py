@@ -145,7 +145,8 @@ def test_seeds_without_validation_with_warmup_linear_schedule_and_top5(tmp_path:
     result = run_script("seeds", "--seeds", "2", "--first_seed", "3", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "lightning_logs" / "seeds_digits-mlp-1.json").read_text())
-    assert record["seeds"] == [3, 4] and record["runs"] == ["lightning_logs/digits-mlp-1", "lightning_logs/digits-mlp-2"]
+    assert record["seeds"] == [3, 4]
+    assert record["runs"] == ["lightning_logs/digits-mlp-1", "lightning_logs/digits-mlp-2"]
     assert not any(name.startswith("val/") for name in record["metrics"])  # no validation part
     for name in ("test/acc", "test/acc5", "test/f1"):
         stats = record["metrics"][name]
