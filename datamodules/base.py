@@ -12,9 +12,9 @@ from sklearn.model_selection import StratifiedKFold
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from datamodules.augment import AlternatingFlips, Augmentation, AutoAugmentName, FlipMode, PaddingMode, Preset
 from datamodules.batches import LoaderBatches, ShardedBatches, ShardedBatchSampler, TensorBatches, TensorImages
 from datamodules.errors import DataError
-from datamodules.augment import AlternatingFlips, Augmentation, AutoAugmentName, FlipMode, PaddingMode, Preset
 from datamodules.transforms import normalize
 
 
@@ -321,12 +321,13 @@ class ClassificationDataModule(LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Normalize uint8 images, alone or first in a batch, on their device; augment training batches.
 
-        Float images (such as the model summary's example input) are not normalized again, but are
-        augmented in training. With mixup or cutmix, training labels become soft targets (N, classes).
+        Float images are not normalized again, but are augmented in training batches (images,
+        labels); images alone (such as the model summary's example input) never are. With mixup or
+        cutmix, training labels become soft targets (N, classes).
         """
         training = self.trainer is not None and self.trainer.training
         if isinstance(batch, Tensor):
-            return self.preprocess(batch, train=training) if batch.dtype == torch.uint8 or training else batch
+            return self.preprocess(batch, train=False) if batch.dtype == torch.uint8 else batch
         images, *rest = batch
         if images.dtype != torch.uint8 and not training:
             return batch

@@ -126,11 +126,16 @@ def test_image_folder_and_cnn_from_the_short_flags_read_image_by_image(tmp_path:
     root = write_image_folder(tmp_path / "images", {"train": 12, "test": 4}, size=(16, 16))
     per_image = ["--data.in_memory", "false", "--data.num_workers", "1"]  # DataLoader workers decode each epoch
     args = ["--model", "CNN", "--data", "ImageFolder", "--data.root", str(root), "--seed", "3", *QUICK, *per_image]
-    result = run_fit(*args, cwd=tmp_path)
+    augment = ["--data.augment", "airbench", "--data.cutout", "4", "--data.auto_augment", "trivialaugment"]
+    augment += ["--data.mixup_alpha", "0.2", "--data.cutmix_alpha", "1", "--model.tta", "flip_translate"]
+    result = run_fit(*args, *augment, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())
     assert config["seed_everything"] == 3 and config["trainer"]["max_epochs"] == 1
     assert config["data"]["init_args"]["in_memory"] is False
+    assert config["data"]["init_args"]["augment"] == "airbench"
+    checkpoint = next((only_run_dir(tmp_path) / "checkpoints").glob("best-*.ckpt"))
+    assert torch.load(checkpoint, weights_only=False)["hyper_parameters"]["tta"] == "flip_translate"  # for test/predict
     assert not (root / ".tensor_cache").exists(), "nothing is decoded ahead when images are read one by one"
 
 
