@@ -13,9 +13,10 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from datamodules.augment import AlternatingFlips, Augmentation, AutoAugmentName, FlipMode, PaddingMode, Preset
 from datamodules.batches import LoaderBatches, ShardedBatches, ShardedBatchSampler, TensorBatches, TensorImages
 from datamodules.errors import DataError
-from datamodules.transforms import normalize, random_crop_flip
+from datamodules.transforms import normalize
 
 
 def split_indices(n: int, sizes: Sequence[float], seed: int, labels: Tensor | None = None) -> list[list[int]]:
@@ -109,6 +110,26 @@ class ClassificationDataModule(LightningDataModule):
             training data (training and validation parts) is split into ``folds`` stratified folds,
             seeded by ``seed``, and fold number ``fold`` is the validation part; ``val_size`` is unused.
         fold: Which fold is the validation part, from 0 to ``folds - 1``.
+        augment: Preset of training augmentations, done on the device to each image on its own: none;
+            crop (random crop after zero padding by an eighth of the height); crop_flip (and a random
+            horizontal flip); airbench (translation by up to a sixteenth of the height with reflect
+            padding, alternating flip); page (crop_flip and a cutout square of a quarter of the height).
+            The options below change single parts of it; validation and test batches are never augmented.
+        translate: Random crop after padding by this many pixels (a shift of up to that many in each direction).
+        padding_mode: zeros or reflect, the padding of ``translate``.
+        flip: Horizontal flip: none, random (each image with probability 1/2), or alternating (airbench:
+            random in the first epoch, then each epoch flips exactly the images the one before did not).
+            Refused by datamodules of digits, which a mirror turns into other shapes.
+        cutout: Side of a square set to the mean pixel at a random place in each image (0: off).
+        cutout_p: Probability that an image gets its cutout square.
+        auto_augment: none, randaugment or trivialaugment (torchvision's RandAugment and
+            TrivialAugmentWide with their default settings, drawn for each image).
+        mixup_alpha: Mixup with the previous image of the batch, weight drawn from Beta(alpha, alpha)
+            for each image (0: off); the loss then uses the mixed (soft) targets, and the training
+            accuracy counts the label with the larger weight.
+        cutmix_alpha: CutMix likewise (0: off).
+        mix_p: Probability that an image is mixed (mixup or cutmix).
+        mix_switch_p: Probability of cutmix rather than mixup for an image when both alphas are positive.
     """
 
     num_classes: int
@@ -116,7 +137,7 @@ class ClassificationDataModule(LightningDataModule):
     class_names: list[str]
     mean: Sequence[float]
     std: Sequence[float]
-    augment: bool = False
+    flips_allowed: bool = True  # false for digits: a mirrored 2, 3, 4, 5, 7 or 9 is no digit
 
     def __init__(
         self,
@@ -129,6 +150,17 @@ class ClassificationDataModule(LightningDataModule):
         on_device: bool | None = None,
         folds: int = 0,
         fold: int = 0,
+        augment: Preset = "none",
+        translate: int | None = None,
+        padding_mode: PaddingMode | None = None,
+        flip: FlipMode | None = None,
+        cutout: int | None = None,
+        cutout_p: float | None = None,
+        auto_augment: AutoAugmentName | None = None,
+        mixup_alpha: float | None = None,
+        cutmix_alpha: float | None = None,
+        mix_p: float | None = None,
+        mix_switch_p: float | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -154,6 +186,22 @@ class ClassificationDataModule(LightningDataModule):
         self.test_set: Dataset | None = None
         self.train_batches: ShardedBatches | None = None
         self.resume_position: dict[str, int] | None = None
+        self.augment = augment
+        self.augment_options = {
+            "translate": translate,
+            "padding_mode": padding_mode,
+            "flip": flip,
+            "cutout": cutout,
+            "cutout_p": cutout_p,
+            "auto_augment": auto_augment,
+            "mixup_alpha": mixup_alpha,
+            "cutmix_alpha": cutmix_alpha,
+            "mix_p": mix_p,
+            "mix_switch_p": mix_switch_p,
+        }
+        self.check_augmentation(Augmentation.resolve(augment, 32, **self.augment_options))  # bad options fail now
+        self._augmentation: Augmentation | None = None
+        self._alternating_flips: AlternatingFlips | None = None
 
     def split_train_val(self, labels: Tensor) -> tuple[list[int], list[int]]:
         """Indices of the training and validation parts among samples with these ``labels``.
@@ -256,21 +304,59 @@ class ClassificationDataModule(LightningDataModule):
             self.mean, self.std = state_dict["mean"], state_dict["std"]
         self.resume_position = state_dict.get("train_batches")
 
+    def check_augmentation(self, augmentation: Augmentation) -> None:
+        """Refuse augmentations that make no sense for this data (flips of digits)."""
+        if augmentation.flip != "none" and not self.flips_allowed:
+            raise ValueError(
+                f"{type(self).__name__} holds digits, which a mirror turns into other shapes: no flips "
+                "(use --data.augment crop, and --data.flip none)"
+            )
+
+    @property
+    def augmentation(self) -> Augmentation:
+        """The training augmentations: the preset and options, sized for this data's images."""
+        if self._augmentation is None:
+            self._augmentation = Augmentation.resolve(self.augment, self.input_shape[1], **self.augment_options)
+        return self._augmentation
+
+    def flip_mask(self, n: int, device: torch.device) -> Tensor:
+        """Which of the ``n`` images of the training batch at hand to flip: one bool per image."""
+        mode = self.augmentation.flip
+        if mode == "random":
+            return torch.rand(n, device=device) < 0.5
+        if mode == "none":
+            return torch.zeros(n, dtype=torch.bool, device=device)
+        batches = self.train_batches
+        if batches is None or batches.indices is None or len(batches.indices) != n:
+            raise RuntimeError("the alternating flip needs the sample indices of the training batch at hand")
+        if self._alternating_flips is None:
+            self._alternating_flips = AlternatingFlips(batches.sampler.n, batches.sampler.seed)
+        return self._alternating_flips(batches.indices, batches.sampler.epoch).to(device)
+
     def preprocess(self, images: Tensor, train: bool) -> Tensor:
-        """A batch of uint8 images (N, C, H, W) to the model's input: augmented if ``train``, then normalized."""
-        if train and self.augment:
-            images = random_crop_flip(images, padding=max(1, images.shape[-2] // 8))
-        return normalize(images, self.mean, self.std)
+        """A batch of images (N, C, H, W) to the model's input: augmented if ``train``, normalized if uint8.
+
+        Float images are taken as normalized already. Cutout, mixup and cutmix are left to
+        ``on_after_batch_transfer``, which has the labels.
+        """
+        if train:
+            images = self.augmentation.pixels(images, self.flip_mask(len(images), images.device))
+        return normalize(images, self.mean, self.std) if images.dtype == torch.uint8 else images
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Normalize (and, in training, augment) uint8 images, alone or first in a batch, on their device.
+        """Normalize uint8 images, alone or first in a batch, on their device; augment training batches.
 
-        Anything else (float images such as the model summary's example input) passes unchanged.
+        Float images are not normalized again, but are augmented in training batches (images,
+        labels); images alone (such as the model summary's example input) never are. With mixup or
+        cutmix, training labels become soft targets (N, classes).
         """
         training = self.trainer is not None and self.trainer.training
         if isinstance(batch, Tensor):
-            return self.preprocess(batch, train=training) if batch.dtype == torch.uint8 else batch
+            return self.preprocess(batch, train=False) if batch.dtype == torch.uint8 else batch
         images, *rest = batch
-        if images.dtype != torch.uint8:
+        if images.dtype != torch.uint8 and not training:
             return batch
-        return type(batch)([self.preprocess(images, train=training), *rest])
+        images = self.preprocess(images, train=training)
+        if training and rest:
+            images, rest[0] = self.augmentation.normalized(images, rest[0], self.num_classes)
+        return type(batch)([images, *rest])

@@ -126,6 +126,7 @@ class ShardedBatches(ABC):
     def __init__(self, sampler: ShardedBatchSampler) -> None:
         self.sampler = self.batch_sampler = sampler
         self.taken = 0  # batches of the current epoch handed out, those skipped on resuming included
+        self.indices: Tensor | None = None  # sample indices of the batch last handed out (for the alternating flip)
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -138,8 +139,9 @@ class ShardedBatches(ABC):
         # The loop's fetcher asks for no batch ahead of the one it trains on (it knows the length),
         # so the batches handed out are the batches trained on when a checkpoint is saved.
         self.taken = self.sampler.start
-        for batch in self.batches():
+        for indices, batch in zip(self.sampler.index_batches(), self.batches(), strict=True):
             self.taken += 1
+            self.indices = indices
             yield batch
 
     def state_dict(self) -> dict[str, int]:

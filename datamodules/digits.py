@@ -24,6 +24,7 @@ class Digits(ClassificationDataModule):
     input_shape = (1, 8, 8)
     num_classes = 10
     class_names = [str(digit) for digit in range(10)]
+    flips_allowed = False
 
     def __init__(self, test_size: float = 0.2, num_workers: int = 0, **kwargs: Any) -> None:
         super().__init__(num_workers=num_workers, **kwargs)

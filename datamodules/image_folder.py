@@ -109,7 +109,6 @@ class ImageFolder(ClassificationDataModule):
             first training image is.
         mean: Per-channel normalization mean; default: computed from the training part.
         std: Per-channel normalization standard deviation; default: computed from the training part.
-        augment: Random crop (padding of an eighth of the height) and horizontal flip of training images.
         test_size: Test part taken from ``train/`` when there is no ``test/`` folder, as a fraction
             (< 1) or a number of images.
         stats_images: At most this many training images are read to compute ``mean`` and ``std``.
@@ -123,7 +122,6 @@ class ImageFolder(ClassificationDataModule):
         grayscale: bool | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
-        augment: bool = False,
         test_size: float = 0.1,
         stats_images: int = 10_000,
         **kwargs: Any,
@@ -159,7 +157,6 @@ class ImageFolder(ClassificationDataModule):
             if stats is not None and len(stats) != channels:
                 raise ValueError(f"--data.{name} needs {channels} value(s), one per image channel, got {len(stats)}")
         self.mean, self.std = mean, std  # type: ignore[assignment]  # None until setup() computes them
-        self.augment = augment
         if self.folds:
             raise ValueError(
                 "cross-validation (folds) is not supported for ImageFolder yet: use MNIST, CIFAR or Digits"

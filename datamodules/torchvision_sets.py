@@ -11,6 +11,7 @@ from torch.utils.data import Subset
 from torchvision import datasets
 from torchvision.datasets import VisionDataset
 
+from datamodules.augment import Preset
 from datamodules.base import ClassificationDataModule
 from datamodules.batches import TensorImages
 from datamodules.errors import DataError, first_line
@@ -124,6 +125,7 @@ class MNIST(TorchvisionDataModule):
 
     dataset_class = datasets.MNIST
     files = "MNIST/raw"
+    flips_allowed = False
     mean, std = (0.1307,), (0.3081,)
     input_shape, num_classes = (1, 28, 28), 10
 
@@ -141,15 +143,15 @@ class _CIFAR(TorchvisionDataModule):
     """CIFAR colour images, by default with the standard augmentation.
 
     Args:
-        augment: Random crop with 4-pixel padding and horizontal flip of the training images.
+        augment: Augmentation preset (see :class:`ClassificationDataModule`); default crop_flip:
+            random crop with 4-pixel zero padding and horizontal flip of the training images.
         **kwargs: Options of :class:`TorchvisionDataModule`.
     """
 
     input_shape = (3, 32, 32)
 
-    def __init__(self, augment: bool = True, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.augment = augment
+    def __init__(self, augment: Preset = "crop_flip", **kwargs: Any) -> None:
+        super().__init__(augment=augment, **kwargs)
 
 
 class CIFAR10(_CIFAR):

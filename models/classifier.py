@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, Mul
 from callbacks.ema import EMAWeights
 from models.optimizers import parameter_groups
 from models.schedules import per_step_schedule
+from models.tta import TTAName, tta_logits
 
 OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
 SchedulerName = Literal["none", "step", "cosine", "onecycle", "linear", "plateau"]
@@ -94,6 +95,11 @@ class ImageClassifier(LightningModule):
             optimizer has one; false keeps ``momentum``.
         ema_decay: Validate, test and save an exponential moving average of the weights (and BatchNorm
             statistics) with this decay, after a warm-up (see ``callbacks.EMAWeights``); 0 turns it off.
+        tta: Test-time augmentation in validation, test and prediction (never in training): none;
+            flip (mean of the logits of the image and its mirror; 2 forward passes); flip_translate
+            (airbench's 6 views: that, averaged with the same for the image shifted one pixel up-left
+            and down-right with reflect padding). Refused for digits, which a mirror turns into other
+            shapes. ``forward`` (and so export and quantization) stays one plain pass.
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class ImageClassifier(LightningModule):
         end_factor: float = 0.0,
         cycle_momentum: bool = True,
         ema_decay: float = 0.0,
+        tta: TTAName = "none",
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -141,11 +148,14 @@ class ImageClassifier(LightningModule):
             )
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1) (0 turns the average off), got {ema_decay}")
+        if tta not in TTAName.__args__:
+            raise ValueError(f"unknown tta {tta!r}: choose one of {', '.join(TTAName.__args__)}")
         # Collects the init arguments of the subclass too, so MyModel.load_from_checkpoint(path) just works.
         self.save_hyperparameters()
         self.example_input_array = torch.zeros(2, *input_shape)
         # Kept here, not read back from hparams: under the CLI those hold the config (class_path), not the object.
         self.optimizer_factory = optimizer
+        self.tta = tta
         self.criterion = loss if loss is not None else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         for stage in STAGES:  # train_metrics, val_metrics, test_metrics; train_loss, val_loss, test_loss
             setattr(self, f"{stage}_metrics", stage_metrics(num_classes, stage))
@@ -169,14 +179,28 @@ class ImageClassifier(LightningModule):
                 "the model got raw uint8 images: the datamodule normalizes batches in on_after_batch_transfer, "
                 "so pass it to the Trainer, as in trainer.fit(model, datamodule=dm)"
             )
-        logits = self(x)
+        logits = self.tta_logits(x)
         return self.criterion(logits, y), logits.softmax(dim=-1), y
+
+    def tta_logits(self, x: Tensor) -> Tensor:
+        """The logits of ``x``: one forward pass in training, with the ``tta`` views in eval mode."""
+        return self(x) if self.training else tta_logits(self, x, self.tta)
+
+    def setup(self, stage: str) -> None:
+        """Refuse a flipping ``tta`` for data that flips make no sense for (its ``flips_allowed`` is false)."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if self.tta != "none" and not getattr(datamodule, "flips_allowed", True):
+            raise ValueError(
+                f"--model.tta {self.tta} averages over mirror images, and {type(datamodule).__name__} holds digits, "
+                "which a mirror turns into other shapes: use --model.tta none"
+            )
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
         loss, probs, y = self.model_step(batch)
         # One value per sample, not (loss, weight=len(y)): torchmetrics ignores weights under nan_strategy="disable".
         getattr(self, f"{stage}_loss").update(loss.detach().expand(len(y)))
-        getattr(self, f"{stage}_metrics").update(probs.detach(), y)
+        # Mixup and cutmix targets are soft (N, classes): accuracy counts the label with the larger weight.
+        getattr(self, f"{stage}_metrics").update(probs.detach(), y.argmax(-1) if y.is_floating_point() else y)
         return loss, probs
 
     def _evaluation_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
@@ -262,7 +286,7 @@ class ImageClassifier(LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         """Class probabilities for a batch of images, or of (images, labels) pairs."""
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(x).softmax(dim=-1)
+        return self.tta_logits(x).softmax(dim=-1)
 
     def configure_callbacks(self) -> list[Callback]:
         return [EMAWeights(self.hparams.ema_decay)] if self.hparams.ema_decay else []

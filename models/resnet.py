@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from models.classifier import ImageClassifier
+from models.tta import TTAName
 
 # The logits are multiplied by this constant, as in the speed-record recipes: it keeps the loss of the
 # randomly initialised network low and lets the network train at a high learning rate.
@@ -40,14 +41,14 @@ class ResNet9(ImageClassifier):
     global max pooling, a linear classifier and a fixed logit scale of 0.125. The global pooling makes
     any input of at least 8x8 work (3x32x32 CIFAR, 1x28x28 MNIST, 1x8x8 Digits).
 
-    In eval mode (validation, test, prediction) with ``tta``, the logits are the mean of those of the
-    image and of its horizontal mirror image; training steps never use it.
+    Unlike the other models, it averages the logits over the mirror image in validation, test and
+    prediction by default (``tta`` flip), as the speed records do.
 
     Args:
         num_classes: Number of classes (from the datamodule).
         input_shape: (channels, height, width) of the input (from the datamodule).
         width: Multiplier of the channel counts: 1 gives 64, 128, 256 and 512; 0.25 gives 16, 32, 64, 128.
-        tta: Test-time augmentation in eval mode: average the logits of the image and its horizontal flip.
+        tta: Test-time augmentation, as :class:`ImageClassifier`'s; default flip.
         channels_last: Keep weights and activations in channels-last memory layout, which the CPU
             (oneDNN) and GPU (cuDNN) convolution kernels run faster on; the results are the same.
         **kwargs: Loss, optimizer and schedule options of :class:`ImageClassifier`.
@@ -58,11 +59,11 @@ class ResNet9(ImageClassifier):
         num_classes: int,
         input_shape: tuple[int, int, int],
         width: float = 1.0,
-        tta: bool = True,
+        tta: TTAName = "flip",
         channels_last: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes=num_classes, input_shape=input_shape, **kwargs)
+        super().__init__(num_classes=num_classes, input_shape=input_shape, tta=tta, **kwargs)
         in_channels, height, image_width = input_shape
         if height < 8 or image_width < 8:
             raise ValueError(
@@ -72,7 +73,6 @@ class ResNet9(ImageClassifier):
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
         c1, c2, c3, c4 = (max(1, round(channels * width)) for channels in (64, 128, 256, 512))
-        self.tta = tta
         self.net = nn.Sequential(
             conv_bn(in_channels, c1),
             conv_bn(c1, c2),
@@ -90,12 +90,5 @@ class ResNet9(ImageClassifier):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
 
-    def logits(self, x: Tensor) -> Tensor:
-        """The logits of one view of the batch, without test-time augmentation."""
-        return self.net(x.contiguous(memory_format=self.memory_format)) * LOGIT_SCALE
-
     def forward(self, x: Tensor) -> Tensor:
-        if self.training or not self.tta:
-            return self.logits(x)
-        # Both views in one batch: one pass through the network (BatchNorm uses its running statistics here).
-        return self.logits(torch.cat([x, x.flip(-1)])).unflatten(0, (2, -1)).mean(0)
+        return self.net(x.contiguous(memory_format=self.memory_format)) * LOGIT_SCALE

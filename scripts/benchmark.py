@@ -130,7 +130,7 @@ def fit_args(args: argparse.Namespace, data_dir: str) -> list[str]:
     if args.data == "mnist":
         data = ["--data", "MNIST", "--data.data_dir", data_dir, "--data.download", "false"]
     else:
-        data = ["--data", "ImageFolder", "--data.root", data_dir, "--data.image_size", "32", "--data.augment", "false"]
+        data = ["--data", "ImageFolder", "--data.root", data_dir, "--data.image_size", "32", "--data.augment", "none"]
     return ["--model", args.model, *data, "--data.batch_size", str(args.batch_size), "--data.in_memory", "true"]
 
 

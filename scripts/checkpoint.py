@@ -16,6 +16,7 @@ from torch import Tensor
 
 from datamodules import ClassificationDataModule, DataError
 from models import ImageClassifier
+from models.tta import TTAName
 
 CKPT_HELP = "Checkpoint written by scripts/fit.py, such as lightning_logs/mnist-mlp-1/checkpoints/last.ckpt."
 
@@ -93,6 +94,24 @@ def add_data_arguments(parser: ArgumentParser) -> None:
         "options, any of which can be changed (--data.data_dir DIR), or another one (--data ImageFolder "
         "--data.root DIR). Images are normalized with the checkpoint's statistics.",
     )
+
+
+def add_tta_argument(parser: ArgumentParser) -> None:
+    """``--tta``, which overrides the test-time augmentation the checkpoint's model was trained with."""
+    parser.add_argument(
+        "--tta",
+        type=TTAName | None,
+        default=None,
+        help="Test-time augmentation: none, flip or flip_translate (see --model.tta of scripts/fit.py); "
+        "default: the checkpoint's.",
+    )
+
+
+def with_tta(checkpoint: Checkpoint, tta: str | None) -> ImageClassifier:
+    """The checkpoint's model, set to the test-time augmentation ``tta`` when one is given."""
+    if tta is not None:
+        checkpoint.model.tta = tta
+    return checkpoint.model
 
 
 def parse(parser: ArgumentParser, args: list[str]) -> tuple[Namespace, Checkpoint | None]:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
-from checkpoint import CKPT_HELP, load_checkpoint, run_command
+from checkpoint import CKPT_HELP, add_tta_argument, load_checkpoint, run_command, with_tta
 from jsonargparse import ArgumentParser
 from lightning.pytorch import Trainer
 
@@ -33,6 +33,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--quiet", type=bool, default=False, help="Do not print the table (only the files asked for).")
     parser.add_argument("--batch_size", type=int, default=128, help="Images per forward pass.")
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto (a GPU when there is one).")
+    add_tta_argument(parser)
     return parser
 
 
@@ -62,7 +63,8 @@ def main(args: list[str]) -> None:
     trainer = Trainer(
         accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
     )
-    probabilities, classes = torch.cat(trainer.predict(checkpoint.model, datamodule=data)).topk(config.top_k)
+    model = with_tta(checkpoint, config.tta)
+    probabilities, classes = torch.cat(trainer.predict(model, datamodule=data)).topk(config.top_k)
     rows = [
         {
             "file": str(path),

@@ -6,6 +6,9 @@ Methods (torch.ao.quantization):
              needed to quantize; suits the MLP, whose work is all in Linear layers.
     static:  weights and activations int8 (FX graph mode: convolutions, Linear, ReLU and pooling fused and
              quantized), the activation ranges calibrated on --calibration_batches training batches; suits the CNN.
+    qat:     quantization-aware training (FX graph mode, as static): the network fine-tuned for --qat_epochs
+             epochs with fake-quantized weights and activations by a Trainer on the training data, then
+             converted to int8; printed beside the float model and static quantization.
 
 Accuracy is measured on the test split of --data (default: the checkpoint's datamodule), latency as
 the median of --latency_runs forward passes of --latency_batch_size test images on the CPU.
@@ -13,8 +16,10 @@ the median of --latency_runs forward passes of --latency_batch_size test images 
 Examples:
     python scripts/quantize.py --ckpt_path lightning_logs/mnist-mlp-1/checkpoints/last.ckpt
     python scripts/quantize.py --ckpt_path CNN_CKPT --method static
+    python scripts/quantize.py --ckpt_path CNN_CKPT --method qat --qat_epochs 1
 """
 
+import copy
 import io
 import statistics
 import sys
@@ -24,20 +29,29 @@ from typing import Literal
 
 import torch
 from checkpoint import CKPT_HELP, add_data_arguments, batches, data_from, parse, run_command
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, Namespace
+from lightning.pytorch import Trainer
 from torch import Tensor, nn
 from torch.ao.quantization import get_default_qconfig_mapping, quantize_dynamic
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from datamodules import ClassificationDataModule
 from models import ImageClassifier
+from models.qat import QuantizationAwareTraining
 
 
 def build_parser() -> ArgumentParser:
     """The command's options."""
     parser = ArgumentParser(description=__doc__, exit_on_error=False, allow_abbrev=False)
     parser.add_argument("--ckpt_path", type=str, required=True, help=CKPT_HELP)
-    parser.add_argument("--method", type=Literal["dynamic", "static"], default="dynamic", help="See above.")
+    parser.add_argument("--method", type=Literal["dynamic", "static", "qat"], default="dynamic", help="See above.")
+    parser.add_argument("--qat_epochs", type=int, default=1, help="Epochs of quantization-aware fine-tuning.")
+    parser.add_argument(
+        "--qat_lr", type=float, default=1e-4, help="Learning rate of the quantization-aware fine-tuning."
+    )
+    parser.add_argument(
+        "--qat_batches", type=int | None, default=None, help="Training batches per QAT epoch; default: all."
+    )
     parser.add_argument(
         "--calibration_batches", type=int, default=20, help="Training batches that calibrate the static method."
     )
@@ -45,6 +59,23 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--latency_runs", type=int, default=200, help="Forward passes timed (after 20 warm-up passes).")
     add_data_arguments(parser)
     return parser
+
+
+def quantization_aware(model: ImageClassifier, data: ClassificationDataModule, config: Namespace) -> nn.Module:
+    """The int8 model after ``config.qat_epochs`` epochs of fine-tuning with fake quantization, on the CPU."""
+    wrapper = QuantizationAwareTraining(copy.deepcopy(model), config.qat_lr)
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=config.qat_epochs,
+        limit_train_batches=config.qat_batches,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(wrapper, datamodule=data)
+    return wrapper.int8()
 
 
 def quantize(
@@ -97,22 +128,25 @@ def main(args: list[str]) -> None:
     config, checkpoint = parse(parser, args)
     data = data_from(config, parser, checkpoint)
     model = checkpoint.model
-    quantized = quantize(model, config.method, data, config.calibration_batches)
+    methods = ["static", "qat"] if config.method == "qat" else [config.method]
+    quantized = {
+        f"int8 {method}": quantization_aware(model, data, config)
+        if method == "qat"
+        else quantize(model, method, data, config.calibration_batches)
+        for method in methods
+    }
     sample = next(batches(data))[0][: config.latency_batch_size]
     rows = {
-        "float32": (accuracy(model, data), size_mib(model), latency_ms(model, sample, config.latency_runs)),
-        f"int8 {config.method}": (
-            accuracy(quantized, data),
-            size_mib(quantized),
-            latency_ms(quantized, sample, config.latency_runs),
-        ),
+        name: (accuracy(net, data), size_mib(net), latency_ms(net, sample, config.latency_runs))
+        for name, net in {"float32": model, **quantized}.items()
     }
-    print(f"{'model':<16}{'test accuracy':>15}{'size':>12}{f'latency, batch {len(sample)}':>22}")
+    print(f"{'model':<18}{'test accuracy':>15}{'size':>12}{f'latency, batch {len(sample)}':>22}")
     for name, (acc, size, latency) in rows.items():
-        print(f"{name:<16}{acc:>15.2%}{size:>8.2f} MiB{latency:>19.3f} ms")
-    (acc0, size0, latency0), (acc1, size1, latency1) = rows.values()
-    change = f"{(acc1 - acc0) * 100:+.2f} pts"
-    print(f"{'change':<16}{change:>15}{size1 / size0:>11.2f}x{latency1 / latency0:>21.2f}x")
+        print(f"{name:<18}{acc:>15.2%}{size:>8.2f} MiB{latency:>19.3f} ms")
+    (acc0, size0, latency0), *others = rows.values()
+    for name, (acc1, size1, latency1) in zip(list(rows)[1:], others, strict=True):
+        change = f"{(acc1 - acc0) * 100:+.2f} pts"
+        print(f"{'vs float32':<18}{change:>15}{size1 / size0:>11.2f}x{latency1 / latency0:>21.2f}x  ({name})")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,17 @@ Examples:
 import sys
 from pathlib import Path
 
-from checkpoint import CKPT_HELP, CommandError, add_data_arguments, checked_data, data_from, parse, run_command
+from checkpoint import (
+    CKPT_HELP,
+    CommandError,
+    add_data_arguments,
+    add_tta_argument,
+    checked_data,
+    data_from,
+    parse,
+    run_command,
+    with_tta,
+)
 from jsonargparse import ArgumentParser
 from lightning.pytorch import Trainer
 
@@ -38,6 +48,7 @@ def build_parser() -> ArgumentParser:
         help="Where to write the metrics; default: next to the checkpoint, as <checkpoint name>.test_metrics.json.",
     )
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto (a GPU when there is one).")
+    add_tta_argument(parser)
     return parser
 
 
@@ -69,7 +80,7 @@ def main(args: list[str]) -> None:
         enable_checkpointing=False,
         enable_model_summary=False,
     )
-    trainer.test(checkpoint.model, datamodule=data, ckpt_path=str(checkpoint.path))
+    trainer.test(with_tta(checkpoint, config.tta), datamodule=data, ckpt_path=str(checkpoint.path))
     print(f"Test metrics: {json_path}")
 
 

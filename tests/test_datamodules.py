@@ -169,12 +169,14 @@ def test_cifar_reads_pickle_batches(cifar_root: Path, module: type, num_classes:
 def test_cifar_augmentation_applies_to_training_batches_only_and_can_be_switched_off(cifar_root: Path) -> None:
     write_cifar(cifar_root, 10, n_train=100, n_test=40)
     torch.manual_seed(0)
-    for augment in (True, False):
-        dm = CIFAR10(data_dir=str(cifar_root), download=False, val_size=20, augment=augment)
+    for augment in ("crop_flip", "none"):
+        dm = CIFAR10(
+            data_dir=str(cifar_root), download=False, val_size=20, **({} if augment != "none" else {"augment": augment})
+        )
         dm.setup("fit")
         x = dm.train_set.images[:16]
         assert torch.equal(dm.preprocess(x, train=False), dm.preprocess(x, train=False))
-        assert torch.equal(dm.preprocess(x, train=True), dm.preprocess(x, train=False)) != augment
+        assert torch.equal(dm.preprocess(x, train=True), dm.preprocess(x, train=False)) == (augment == "none")
 
 
 def test_batch_crop_and_flip_match_the_per_image_augmentation() -> None:
@@ -272,7 +274,7 @@ def test_image_folder_uses_val_and_test_folders_with_train_class_numbers(tmp_pat
     for stray in (root / "val" / "cat").iterdir():  # val/ lacks a class: the others keep their numbers
         stray.unlink()
     (root / "val" / "cat").rmdir()
-    dm = ImageFolder(root=str(root), image_size=16, grayscale=True, mean=[0.5], std=[0.25], augment=True)
+    dm = ImageFolder(root=str(root), image_size=16, grayscale=True, mean=[0.5], std=[0.25], augment="crop_flip")
     assert dm.input_shape == (1, 16, 16)
     dm.setup("fit")
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (12, 4, 9)

@@ -169,7 +169,10 @@ def test_image_folder_and_cnn_from_the_short_flags_read_image_by_image_logged_as
     per_image = ["--data.in_memory", "false", "--data.num_workers", "1"]  # DataLoader workers decode each epoch
     args = ["--model", "CNN", "--data", "ImageFolder", "--data.root", str(root), "--seed", "3", *QUICK, *per_image]
     csv_preset = ["--config", str(Path(__file__).parents[1] / "configs" / "logger" / "csv.yaml")]
-    result = run_fit(*csv_preset, *args, "--data.val_size", "0", cwd=tmp_path)  # all of train/ trains, no validation
+    augment = ["--data.augment", "airbench", "--data.cutout", "4", "--data.auto_augment", "trivialaugment"]
+    augment += ["--data.mixup_alpha", "0.2", "--data.cutmix_alpha", "1", "--model.tta", "flip_translate"]
+    # All of train/ trains, no validation.
+    result = run_fit(*csv_preset, *args, *augment, "--data.val_size", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = only_run_dir(tmp_path)
     tested = "tested lightning_logs/imagefolder-cnn-1/checkpoints/last.ckpt"
@@ -178,6 +181,9 @@ def test_image_folder_and_cnn_from_the_short_flags_read_image_by_image_logged_as
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["seed_everything"] == 3 and config["trainer"]["max_epochs"] == 1
     assert config["data"]["init_args"]["in_memory"] is False
+    assert config["data"]["init_args"]["augment"] == "airbench"
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    assert torch.load(checkpoint, weights_only=False)["hyper_parameters"]["tta"] == "flip_translate"  # for test/predict
     assert not (root / ".tensor_cache").exists(), "nothing is decoded ahead when images are read one by one"
     # The metrics that one test class leaves undefined are missing, and said to be, not 0.
     undefined = "test/class_acc/dog (no test image of the class); test/class_acc/fox (no test image of the class); "

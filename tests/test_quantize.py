@@ -1,4 +1,4 @@
-"""scripts/quantize.py end to end: dynamic quantization of the MLP, static quantization of the CNN."""
+"""scripts/quantize.py end to end: dynamic quantization of the MLP, static quantization and QAT of the CNN."""
 
 import re
 from pathlib import Path
@@ -22,10 +22,14 @@ def test_dynamic_quantization_of_the_mlp(mnist_mlp: Path) -> None:
     assert int8_size < 0.5 * float_size and abs(int8_acc - float_acc) <= 0.05
 
 
-def test_static_quantization_of_the_cnn(tmp_path: Path) -> None:
+def test_static_quantization_and_quantization_aware_training_of_the_cnn(tmp_path: Path) -> None:
     result = run_fit("--model", "CNN", "--model.channels", "[8,16]", "--data", "Digits", *QUICK, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     checkpoint = tmp_path / "lightning_logs" / "digits-cnn-1" / "checkpoints" / "last.ckpt"
     rows = quantize(checkpoint, "--method", "static", "--calibration_batches", "4")
     (float_acc, float_size), (int8_acc, int8_size) = rows["float32"], rows["int8 static"]
     assert int8_size < 0.5 * float_size and abs(int8_acc - float_acc) <= 0.1
+    rows = quantize(checkpoint, "--method", "qat", "--calibration_batches", "4", "--qat_batches", "10")
+    assert set(rows) == {"float32", "int8 static", "int8 qat"} and rows["int8 static"] == (int8_acc, int8_size)
+    qat_acc, qat_size = rows["int8 qat"]
+    assert qat_size < 0.5 * float_size and abs(qat_acc - float_acc) <= 0.1

@@ -54,9 +54,11 @@ class Killed(MLP):
             os.kill(os.getpid(), signal.SIGINT)
 '''
 
-# Digits with batch 32: 40 training steps an epoch. Dropout makes the result depend on the random generators.
+# Digits with batch 32: 40 training steps an epoch. Dropout and the augmentations make the result depend on the
+# random generators.
 RUN = [
     "--model", "killed.Killed", "--model.dropout", "0.3", "--data", "Digits", "--data.batch_size", "32",
+    "--data.augment", "crop", "--data.cutout", "2", "--data.mixup_alpha", "0.2", "--data.cutmix_alpha", "1",
     "--max_epochs", "3", "--seed", "7", "--trainer.deterministic", "true", "--trainer.enable_progress_bar", "false",
 ]  # fmt: skip
 

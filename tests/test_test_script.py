@@ -38,6 +38,7 @@ def test_bad_checkpoints_and_data_end_with_one_line(mnist_mlp: Path, tmp_path: P
         (["--ckpt_path", str(tmp_path / "other.ckpt")], ["holds no model class or data preprocessing"]),
         (["--ckpt_path", str(mnist_mlp), "--data", "Digits"], ["the data has 10 classes of (1, 8, 8) images"]),
         (["--ckpt_path", str(mnist_mlp), "--images", str(tmp_path / "unsorted")], ["not in a folder named after"]),
+        (["--ckpt_path", str(mnist_mlp), "--tta", "flip"], ["a mirror turns into other shapes"]),
     ]
     for args, fragments in cases:
         assert_user_error(run_script("test", *args, cwd=tmp_path), *fragments)
