@@ -126,6 +126,7 @@ class ImageClassifier(LightningModule):
         ema_decay: float = 0.0,
         tta: TTAName = "none",
     ) -> None:
+        options = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
@@ -152,6 +153,10 @@ class ImageClassifier(LightningModule):
             raise ValueError(f"unknown tta {tta!r}: choose one of {', '.join(TTAName.__args__)}")
         # Collects the init arguments of the subclass too, so MyModel.load_from_checkpoint(path) just works.
         self.save_hyperparameters()
+        # Under the CLI the hyperparameters are the subclass's own options; one that fixes some of these
+        # (Airbench94 has its own optimizer) leaves them out: they are kept with the values it gave.
+        for name, value in options.items():
+            self.hparams.setdefault(name, value)
         self.example_input_array = torch.zeros(2, *input_shape)
         # Kept here, not read back from hparams: under the CLI those hold the config (class_path), not the object.
         self.optimizer_factory = optimizer
