@@ -57,6 +57,9 @@ class StopOnInterrupt(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._training = True
+        # Last among the callbacks, so that the checkpoint of the interrupted step holds what the others did at
+        # its end (the weight average's update), as a periodic checkpoint (Lightning puts those last) does.
+        trainer.callbacks = [callback for callback in trainer.callbacks if callback is not self] + [self]
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._training = False

@@ -176,7 +176,10 @@ class LoaderBatches(ShardedBatches):
 
     def __init__(self, dataset: Dataset, sampler: ShardedBatchSampler, **loader_kwargs: Any) -> None:
         super().__init__(sampler)
-        self.loader = DataLoader(dataset, batch_sampler=sampler, **loader_kwargs)
+        # A generator of its own: without one, every epoch's iterator draws its workers' seed from the global
+        # generator, and an epoch resumed in its middle would draw once more than the uninterrupted run (the
+        # workers only decode, so their seed changes nothing else).
+        self.loader = DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator(), **loader_kwargs)
 
     def batches(self) -> Iterator[Any]:
         return iter(self.loader)

@@ -209,7 +209,10 @@ class ImageFolder(ClassificationDataModule):
             except Exception as err:  # a cache from an interrupted or older run: decode again
                 print(f"Ignoring the unreadable image cache {path} ({err}); decoding again", flush=True)
         print(f"Decoding the {len(folder):,} images in {self.root / split} into memory (once: then cached)", flush=True)
-        batches = list(DataLoader(folder, batch_size=256, num_workers=self.num_workers))
+        # A generator of its own: a DataLoader without one draws its workers' seed from the global generator,
+        # and a run that builds the cache would then train on other random augmentations than one that reads it.
+        loader = DataLoader(folder, batch_size=256, num_workers=self.num_workers, generator=torch.Generator())
+        batches = list(loader)
         if batches:
             data = TensorImages(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
         else:

@@ -19,12 +19,12 @@ import math
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from datamodules.transforms import normalize
 from models.classifier import ImageClassifier
+from models.tta import TTAName
 
 WHITEN_KERNEL = 2  # the whitening convolution's patches are 2x2 pixels
 
@@ -122,6 +122,8 @@ class Airbench94(ImageClassifier):
         lookahead_every: Steps between lookahead updates (0 turns lookahead off).
         lookahead_decay: Per-step decay of the lookahead average, before the cubic ramp.
         label_smoothing: Label smoothing of the cross-entropy loss.
+        tta: Test-time augmentation in validation, test and prediction: airbench's 6 views
+            (flip_translate) by default; flip or none (see ``ImageClassifier``).
         channels_last: Keep weights and activations in channels-last memory layout (faster convolutions).
     """
 
@@ -145,6 +147,7 @@ class Airbench94(ImageClassifier):
         lookahead_every: int = 5,
         lookahead_decay: float = 0.95,
         label_smoothing: float = 0.2,
+        tta: TTAName = "flip_translate",
         channels_last: bool = True,
     ) -> None:
         super().__init__(
@@ -157,6 +160,7 @@ class Airbench94(ImageClassifier):
             nesterov=True,
             scheduler="none",  # its own, in configure_optimizers
             label_smoothing=label_smoothing,
+            tta=tta,
         )
         in_channels, height, width = input_shape
         if min(height, width) < 9:
@@ -188,7 +192,6 @@ class Airbench94(ImageClassifier):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
         self.lookahead: dict[str, Tensor] | None = None  # the average; made when training starts
-        self.lookahead_step = 0  # the step of the last update
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.whiten(x.contiguous(memory_format=self.memory_format))
@@ -199,6 +202,7 @@ class Airbench94(ImageClassifier):
 
         Done here, before DDP wraps the model, so that every process starts from rank 0's filters.
         """
+        super().setup(stage)
         if stage == "fit":
             with torch.no_grad():
                 self.whiten.weight.copy_(whitening_weight(self._whitening_images(), self.hparams.whiten_eps))
@@ -257,13 +261,14 @@ class Airbench94(ImageClassifier):
         """The floating-point weights and buffers (BatchNorm statistics) that lookahead averages."""
         return {name: value for name, value in self.state_dict().items() if value.is_floating_point()}
 
-    def on_train_batch_end(self, outputs: STEP_OUTPUT, batch: Any, batch_idx: int) -> None:
-        every, step = self.hparams.lookahead_every, self.global_step
-        # Once per optimizer step: with gradient accumulation, several batches end at the same step.
-        if not every or self.lookahead is None or step == 0 or step == self.lookahead_step:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The step, then lookahead: here rather than at the batch's end, so that the checkpoints saved at that
+        step (by callbacks, which run before the model's own end-of-batch hook) hold the pulled weights."""
+        super().optimizer_step(*args, **kwargs)
+        every = self.hparams.lookahead_every
+        if not every or self.lookahead is None:
             return
-        self.lookahead_step = step
-        total = self._total_steps()
+        step, total = self.global_step + 1, self._total_steps()  # global_step counts this step once it is done
         if step >= total:
             self._pull_to_average(decay=1.0)
         elif step % every == 0:

@@ -13,7 +13,6 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
-from callbacks.ema import EMAWeights
 from models.optimizers import parameter_groups
 from models.schedules import per_step_schedule
 from models.tta import TTAName, tta_logits
@@ -294,6 +293,8 @@ class ImageClassifier(LightningModule):
         return self.tta_logits(x).softmax(dim=-1)
 
     def configure_callbacks(self) -> list[Callback]:
+        from callbacks.ema import EMAWeights  # here: the callbacks package imports this one
+
         return [EMAWeights(self.hparams.ema_decay)] if self.hparams.ema_decay else []
 
     def configure_optimizers(self) -> dict[str, Any]:

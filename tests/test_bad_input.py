@@ -221,7 +221,8 @@ def test_logs_and_checkpoints_switched_off(tmp_path: Path, capsys: pytest.Captur
     code, errors = run_main([*args, "--trainer.logger", "false", "--trainer.enable_checkpointing", "false"], tmp_path)
     assert code == 0 and not errors
     written = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file())
-    assert written == ["lightning_logs/digits-mlp-1/config.yaml", "lightning_logs/digits-mlp-1/test_metrics.json"]
+    run_files = ["config.yaml", "metrics.csv", "provenance.json", "test_metrics.json"]  # no events, no checkpoints
+    assert written == [f"lightning_logs/digits-mlp-1/{name}" for name in run_files]
     summary = capsys.readouterr().out
     assert "Best checkpoint: none (the final weights were tested)" in summary and "TensorBoard" not in summary
 
