@@ -1,10 +1,53 @@
 """Lightning's learning-rate and batch-size finders (its Tuner, as callbacks), fitted to this project's schedules."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BatchSizeFinder, LearningRateFinder
+from lightning.pytorch.tuner import lr_finder
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.parsing import lightning_setattr
+
+from callbacks.quiet import lightning_messages_dropped
+
+# Lightning's LR finder smooths the losses with an exponential moving average of this factor.
+SMOOTHING = 0.98
+
+
+@contextmanager
+def no_tqdm_bar() -> Iterator[None]:
+    """Keep Lightning's LR finder from drawing its own tqdm bar, which ran into the rich output.
+
+    The finder makes it unconditionally (Lightning 2.6); the module's name is swapped for the time of the search.
+    """
+    original = lr_finder.tqdm
+    lr_finder.tqdm = partial(original, disable=True)
+    try:
+        yield
+    finally:
+        lr_finder.tqdm = original
+
+
+def unbias_losses(losses: list[float], start_step: int, beta: float = SMOOTHING) -> list[float]:
+    """The LR finder's smoothed losses with the right bias correction.
+
+    Lightning divides its moving average after the n-th loss by ``1 - beta ** (global_step + 1)``,
+    but the global step has already counted that loss's step: the divisor of a search from step 0 is
+    ``1 - beta ** (n + 1)`` instead of ``1 - beta ** n``, which halved the first loss (1.16 for an
+    untrained 10-class network whose loss is 2.3) and made the curve climb for the first hundred
+    steps, so that the steepest descent came late, at too low a rate. NaN entries (steps skipped by
+    the model) neither updated the average nor counted a step.
+    """
+    corrected, count = [], 0
+    for loss in losses:
+        if loss == loss:  # not NaN
+            count += 1
+            loss = loss * (1 - beta ** (start_step + count + 1)) / (1 - beta**count)
+        corrected.append(loss)
+    return corrected
 
 
 class LRFinder(LearningRateFinder):
@@ -26,7 +69,15 @@ class LRFinder(LearningRateFinder):
         self.plot_path: Path | None = None
 
     def lr_find(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().lr_find(trainer, pl_module)
+        start_step = trainer.global_step
+        with no_tqdm_bar(), lightning_messages_dropped(r"^Restored all states", r"^Learning rate set to"):
+            super().lr_find(trainer, pl_module)
+        if self.optimal_lr is not None and self.optimal_lr.results.get("loss"):
+            results = self.optimal_lr.results
+            results["loss"] = unbias_losses(results["loss"], start_step)
+            lr = self.optimal_lr.suggestion()
+            if lr is not None and self._update_attr:
+                self.set_lr(pl_module, lr)
         trainer.strategy.setup_optimizers(trainer)
         if self.optimal_lr is None or not trainer.is_global_zero or trainer.log_dir is None:
             return
@@ -37,7 +88,20 @@ class LRFinder(LearningRateFinder):
         figure = self.optimal_lr.plot(suggest=True)
         figure.savefig(self.plot_path)
         plt.close(figure)
-        rank_zero_info(f"Learning-rate finder: suggested lr {self.optimal_lr.suggestion()}; plot: {self.plot_path}")
+        lr = self.optimal_lr.suggestion()
+        found = f"training with lr {lr:.3g}" if lr is not None else "no suggestion (too few steps)"
+        rank_zero_info(f"Learning-rate finder: {found}; plot: {self.plot_path}")
+
+    def set_lr(self, pl_module: LightningModule, lr: float) -> None:
+        """Train with ``lr``, and record it as the run's learning rate in ``hparams.yaml`` too.
+
+        The logger writes ``hparams.yaml`` from the model's initial hyperparameters, which would keep the
+        rate the run was started with while the checkpoints and TensorBoard's HPARAMS tab hold this one.
+        """
+        name = lr_finder._determine_lr_attr_name(pl_module, self._attr_name)
+        lightning_setattr(pl_module, name, lr)
+        if name in pl_module._hparams_initial:  # read back by Lightning as the hparams to log
+            pl_module._hparams_initial[name] = lr
 
 
 class BatchSizeTuner(BatchSizeFinder):

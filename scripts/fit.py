@@ -17,6 +17,7 @@ import importlib
 import os
 import re
 import sys
+import textwrap
 import warnings
 from argparse import ArgumentError
 from pathlib import Path
@@ -31,21 +32,24 @@ warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is int
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from cli_help import FitArgumentParser  # noqa: E402  (scripts/, next to this file)
 from jsonargparse import ArgumentParser, Namespace  # noqa: E402
 from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
 from lightning.pytorch import LightningModule, Trainer  # noqa: E402
-from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
+from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 
 from callbacks import (  # noqa: E402
     ClassificationFigures,
     NonFiniteLossError,
+    ProgressLog,
     RandomStateInCheckpoint,
     RunCheckpoint,
     SaveRunConfig,
     SaveTestMetrics,
     StopOnNonFiniteLoss,
 )
+from callbacks.quiet import STARTUP_NOISE, drop_lightning_messages, lightning_messages_dropped  # noqa: E402
 from datamodules import ClassificationDataModule, DataError  # noqa: E402
 from datamodules.errors import first_line  # noqa: E402
 from models import ImageClassifier  # noqa: E402
@@ -70,6 +74,7 @@ def skip_nvml_without_driver() -> None:
 
 
 skip_nvml_without_driver()
+drop_lightning_messages(*STARTUP_NOISE)  # fit prints one line of what the run uses instead (describe_run)
 
 SHORT_FLAGS = {
     "--accelerator": "--trainer.accelerator",
@@ -88,12 +93,22 @@ BUILT_IN = {
 }
 DESCRIPTION = (
     __doc__
-    + "\nShort flags: "
-    + ", ".join(f"{short} = {full}" for short, full in SHORT_FLAGS.items())
+    + textwrap.fill("Short flags: " + ", ".join(f"{short} = {full}" for short, full in SHORT_FLAGS.items()), 100)
     + f".\nModels: {', '.join(BUILT_IN['model'])}, or the import path of an ImageClassifier subclass."
     + f"\nData: {', '.join(BUILT_IN['data'])}, or the import path of a ClassificationDataModule subclass."
     + "\n`--model.help CNN` and `--data.help ImageFolder` list a class's options."
 )
+# Headings of the option groups in --help (jsonargparse would take each class docstring's first line).
+GROUP_TITLES = {
+    "trainer": "Lightning's Trainer (--trainer.*; the short flags above set the most used)",
+    "model": "The model (--model.help NAME lists a model's options)",
+    "data": "The data (--data.help NAME lists a datamodule's options)",
+    "checkpoint": "Checkpoints (Lightning's ModelCheckpoint): the best by val/acc, and last.ckpt",
+    "lr_monitor": "Learning-rate logging (Lightning's LearningRateMonitor)",
+    "test_metrics": "After testing: test_metrics.json and TensorBoard's HPARAMS tab",
+    "figures": "Confusion matrix and misclassified images in TensorBoard, after each validation and test",
+    "stop_on_nonfinite": "Stop when the training loss turns NaN or infinite",
+}
 
 
 def expand_short_flags(args: list[str]) -> list[str]:
@@ -111,6 +126,9 @@ class RunError(Exception):
 
 class FitCLI(LightningCLI):
     """LightningCLI with this project's defaults: checkpoints by val/acc, LR logging, data-shaped models."""
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        return FitArgumentParser(**kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
@@ -134,6 +152,9 @@ class FitCLI(LightningCLI):
             "lightning_logs/version_0/config.yaml): the run goes on in that folder, with its weights, optimizer, "
             "schedule, random generators and place in the data restored.",
         )
+        for key, title in GROUP_TITLES.items():
+            if key in parser.groups:
+                parser.groups[key].title = title
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
         parser.set_defaults(
@@ -154,7 +175,7 @@ class FitCLI(LightningCLI):
                 },
                 "trainer.callbacks": [
                     {"class_path": "callbacks.ThrottledRichProgressBar"},
-                    {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 1}},
+                    {"class_path": "callbacks.NetworkSummary", "init_args": {"max_depth": 1}},
                 ],
             }
         )
@@ -171,6 +192,7 @@ class FitCLI(LightningCLI):
         switched_off = {
             "ThrottledRichProgressBar": trainer.enable_progress_bar is False,
             "RichModelSummary": trainer.enable_model_summary is False,
+            "NetworkSummary": trainer.enable_model_summary is False,
         }
         trainer.callbacks = [
             callback
@@ -181,6 +203,11 @@ class FitCLI(LightningCLI):
         if checkpoint is not None:
             self.config.ckpt_path = str(checkpoint)
             continue_in_its_folder(self.config, checkpoint)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        log_progress_off_terminal(trainer)
+        return trainer
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         try:
@@ -197,6 +224,31 @@ class FitCLI(LightningCLI):
             name, close = unknown
             hint = f"did you mean {close}?" if close else "see --help for the options"
             raise ArgumentError(None, f"unknown option {name}: {hint}") from None
+
+
+def log_progress_off_terminal(trainer: Trainer) -> None:
+    """Put plain progress lines (``ProgressLog``) in place of a rich progress bar where the output is no terminal.
+
+    Rich draws its bar in place, which a file or a pipe (nohup, SLURM, CI) cannot show: such a log held
+    nothing from the model summary to the final epoch's bar. A notebook keeps the bar.
+    """
+    from rich import get_console
+
+    console = get_console()
+    bar = trainer.progress_bar_callback
+    if isinstance(bar, RichProgressBar) and not console.is_terminal and not console.is_jupyter:
+        trainer.callbacks[trainer.callbacks.index(bar)] = ProgressLog()
+
+
+def describe_run(trainer: Trainer) -> str:
+    """One line of what the run uses: device, processes, precision (for Lightning's lines about GPUs and TPUs)."""
+    device = trainer.strategy.root_device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    where = f"{trainer.num_devices} x {device.type}" if trainer.num_devices > 1 else device.type
+    processes = f"{trainer.world_size} process{'es' if trainer.world_size > 1 else ''}"
+    if trainer.num_nodes > 1:
+        processes += f" on {trainer.num_nodes} machines"
+    return f"Running on {where}{f' ({name})' if name else ''}, {processes}, precision {trainer.precision}"
 
 
 def config_files(args: list[str]) -> list[str]:
@@ -395,6 +447,9 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
         subclass_mode_data=True,
         seed_everything_default=42,
         save_config_callback=SaveRunConfig,
+        # The model builds its own optimizer and schedule (--model.optimizer, --model.scheduler): Lightning's
+        # --optimizer and --lr_scheduler options would only conflict with them.
+        auto_configure_optimizers=False,
         trainer_defaults={"callbacks": [RandomStateInCheckpoint()]},  # always on, not an option
         run=False,
         args=args,
@@ -408,6 +463,8 @@ def fit(cli: FitCLI) -> str:
         check_checkpoint(cli.config.ckpt_path, cli.model)
     if cli.config.compile:
         cli.model.compile()  # the forward pass only: loss, metrics and logging stay eager
+    if cli.trainer.is_global_zero:
+        print(describe_run(cli.trainer), flush=True)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
     return cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
 
@@ -420,7 +477,9 @@ def main() -> int:
         cli = build_cli()
         trainer = cli.trainer
         best = fit(cli)
-        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
+        # verbose=False: Lightning's table would print raw float32 values; print_summary rounds them.
+        with lightning_messages_dropped(r"^Restoring states from the checkpoint", r"^Loaded model weights from"):
+            trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False)
     except USER_ERRORS as err:
         return report(err)
     run_dir = trainer.log_dir  # every rank must ask: under DDP it is broadcast from rank 0
