@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from sklearn.model_selection import StratifiedKFold
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
@@ -139,6 +138,8 @@ class ClassificationDataModule(LightningDataModule):
         """
         if not self.folds:
             return tuple(split_indices(len(labels), [self.val_size], self.seed))
+        from sklearn.model_selection import StratifiedKFold  # here: scikit-learn takes seconds to import
+
         folds = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
         train, val = list(folds.split(labels.numpy(), labels.numpy()))[self.fold]
         return train.tolist(), val.tolist()
