@@ -130,9 +130,6 @@ class RunError(Exception):
 class FitCLI(LightningCLI):
     """LightningCLI with this project's defaults: checkpoints by val/acc, LR logging, data-shaped models."""
 
-    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
-        return FitArgumentParser(**kwargs)
-
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
@@ -450,6 +447,7 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
         subclass_mode_data=True,
         seed_everything_default=42,
         save_config_callback=SaveRunConfig,
+        parser_class=FitArgumentParser,
         # The model builds its own optimizer and schedule (--model.optimizer, --model.scheduler): Lightning's
         # --optimizer and --lr_scheduler options would only conflict with them.
         auto_configure_optimizers=False,

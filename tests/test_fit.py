@@ -253,6 +253,7 @@ def test_help_keeps_the_examples_and_a_class_help_is_short(capsys: pytest.Captur
         fit_script.build_cli(["--help"])
     help_text = capsys.readouterr().out
     assert "\nExamples:\n    python scripts/fit.py  " in help_text  # the docstring's lines, not one paragraph
+    assert "--config CONFIG" in help_text
     assert "--optimizer " not in help_text and "--lr_scheduler " not in help_text
     headings = [line for line in help_text.splitlines() if line.endswith(":") and not line.startswith(" ")]
     assert not any("``" in heading or ":class:" in heading for heading in headings), headings
