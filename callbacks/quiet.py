@@ -14,12 +14,16 @@ LIGHTNING_LOGGERS = (
 )
 
 # Printed by Lightning on every run: the default callbacks it skipped, the hardware it did not find or
-# use (scripts/fit.py prints one line of what the run uses instead), advertisements, internal steps.
+# use (scripts/fit.py prints one line of what the run uses instead), advertisements, internal steps, the end.
 STARTUP_NOISE = (
     r"^Trainer already configured with model summary callbacks",
     r"^(GPU|TPU|HPU) available: ",
     r"^💡 Tip: ",
     r"^Loading `train_dataloader` to estimate number of stepping batches",
+    # The end of a run as planned; printed in the middle of the live bar, it made rich draw the last epoch twice.
+    r"^`Trainer.fit` stopped: `max_epochs=\d+` reached",
+    # The LR finder's own temporary checkpoint (restored once inside the search and announced again after it).
+    r"checkpoint (path )?at .*\.lr_find_[0-9a-f-]+\.ckpt$",
 )
 
 

@@ -1,5 +1,7 @@
 """Lightning's learning-rate and batch-size finders (its Tuner, as callbacks), fitted to this project's schedules."""
 
+import math
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -8,7 +10,7 @@ from pathlib import Path
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BatchSizeFinder, LearningRateFinder
 from lightning.pytorch.tuner import lr_finder
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.parsing import lightning_setattr
 
 from callbacks.quiet import lightning_messages_dropped
@@ -69,14 +71,28 @@ class LRFinder(LearningRateFinder):
         self.plot_path: Path | None = None
 
     def lr_find(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        start_step = trainer.global_step
-        with no_tqdm_bar(), lightning_messages_dropped(r"^Restored all states", r"^Learning rate set to"):
+        start_step, initial_lr = trainer.global_step, pl_module.hparams.get("lr")
+        # Lightning's messages say how it restores its temporary checkpoint; and its "stopped early due to
+        # diverging loss" comes also when the search ran out of batches (see searched_to_the_end).
+        dropped = (r"^Learning rate set to", r"^LR finder stopped early")
+        with no_tqdm_bar(), lightning_messages_dropped(*dropped), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`weights_only` was not set")  # its own checkpoint
             super().lr_find(trainer, pl_module)
         if self.optimal_lr is not None and self.optimal_lr.results.get("loss"):
             results = self.optimal_lr.results
+            searched_all = self.searched_to_the_end(results["loss"])  # Lightning's losses, as it decided on them
             results["loss"] = unbias_losses(results["loss"], start_step)
             lr = self.optimal_lr.suggestion()
-            if lr is not None and self._update_attr:
+            if not searched_all:
+                rank_zero_warn(
+                    f"the learning-rate finder ran out of training batches after {len(results['loss'])} of its "
+                    f"{self._num_training_steps} steps, below lr {results['lr'][-1]:.3g}: training with the given lr "
+                    f"{initial_lr}; give it more epochs (--max_epochs) or fewer steps (num_training_steps)"
+                )
+                self.optimal_lr = None
+                if initial_lr is not None and self._update_attr:
+                    self.set_lr(pl_module, initial_lr)
+            elif lr is not None and self._update_attr:
                 self.set_lr(pl_module, lr)
         trainer.strategy.setup_optimizers(trainer)
         if self.optimal_lr is None or not trainer.is_global_zero or trainer.log_dir is None:
@@ -91,6 +107,13 @@ class LRFinder(LearningRateFinder):
         lr = self.optimal_lr.suggestion()
         found = f"training with lr {lr:.3g}" if lr is not None else "no suggestion (too few steps)"
         rank_zero_info(f"Learning-rate finder: {found}; plot: {self.plot_path}")
+
+    def searched_to_the_end(self, losses: list[float]) -> bool:
+        """Whether the search took all its steps, or stopped because the loss diverged (not for want of batches)."""
+        if len(losses) >= self._num_training_steps or self._early_stop_threshold is None:
+            return True
+        finite = [loss for loss in losses if math.isfinite(loss)]
+        return not finite or finite[-1] > self._early_stop_threshold * min(finite)
 
     def set_lr(self, pl_module: LightningModule, lr: float) -> None:
         """Train with ``lr``, and record it as the run's learning rate in ``hparams.yaml`` too.

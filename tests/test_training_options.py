@@ -15,6 +15,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from callbacks.tuning import unbias_losses
 from models import MLP
 from tests.conftest import QUICK, run_fit
 
@@ -204,13 +205,25 @@ def test_learning_rate_and_batch_size_finders(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     run = only_run_dir(tmp_path)
     assert (run / "lr_find.png").stat().st_size > 0
-    assert "Learning-rate finder: suggested lr" in result.stderr + result.stdout
+    output = result.stderr + result.stdout
+    assert "Learning-rate finder: training with lr" in output
+    assert "Finding best initial lr" not in output and "Restored all states" not in output  # tqdm bar, messages
     checkpoint = torch.load(next((run / "checkpoints").glob("best-*.ckpt")), weights_only=False)
     suggested = checkpoint["hyper_parameters"]["lr"]
     assert suggested != 1e-3  # the default, replaced by the suggestion
+    assert yaml.safe_load((run / "hparams.yaml").read_text())["lr"] == suggested  # as in TensorBoard's HPARAMS
     found = re.search(r"will continue with full run using batch size (\d+)", result.stderr + result.stdout)
     assert found and int(found[1]) == 32  # 16, then 32: two trials
     # The one-cycle schedule was built again: it peaks at the suggested rate, over the new number of steps.
     scheduler = checkpoint["lr_schedulers"][0]
     assert scheduler["total_steps"] == math.ceil(1258 / 32)
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["max_lr"] == pytest.approx(suggested)
+
+
+def test_lr_finder_losses_are_unbiased_from_the_first_step() -> None:
+    # Lightning's smoothed curve for a constant loss of 2.3, searched from global step 5: its average after the
+    # n-th loss is 2.3 * (1 - 0.98**n), divided by 1 - 0.98**(global step + 1), the global step being 5 + n.
+    lightning = [2.3 * (1 - 0.98**n) / (1 - 0.98 ** (5 + n + 1)) for n in range(1, 31)]
+    assert lightning[0] < 0.6  # the bias: far below the loss
+    assert unbias_losses(lightning, start_step=5) == pytest.approx([2.3] * 30)
+    assert math.isnan(unbias_losses([float("nan"), lightning[0]], start_step=5)[0])
