@@ -242,13 +242,13 @@ def log_progress_off_terminal(trainer: Trainer) -> None:
 
 def describe_run(trainer: Trainer) -> str:
     """One line of what the run uses: device, processes, precision (for Lightning's lines about GPUs and TPUs)."""
-    device = trainer.strategy.root_device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    where = f"{trainer.num_devices} x {device.type}" if trainer.num_devices > 1 else device.type
+    # No GPU name: asking CUDA for it here would break the strategies that fork the processes later (ddp_fork).
+    device = trainer.strategy.root_device.type
+    where = f"{trainer.num_devices} x {device}" if trainer.num_devices > 1 else device
     processes = f"{trainer.world_size} process{'es' if trainer.world_size > 1 else ''}"
     if trainer.num_nodes > 1:
         processes += f" on {trainer.num_nodes} machines"
-    return f"Running on {where}{f' ({name})' if name else ''}, {processes}, precision {trainer.precision}"
+    return f"Running on {where}, {processes}, precision {trainer.precision}"
 
 
 def config_files(args: list[str]) -> list[str]:
