@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BatchSizeFinder, LearningRateFinder
 from lightning.pytorch.tuner import lr_finder
@@ -52,6 +53,24 @@ def unbias_losses(losses: list[float], start_step: int, beta: float = SMOOTHING)
     return corrected
 
 
+def steepest_on_log_scale(finder: lr_finder._LRFinder, skip_begin: int = 10, skip_end: int = 1) -> float | None:
+    """The rate at which the loss falls fastest per decade of rate; also marks it for the finder's plot.
+
+    Lightning's suggestion takes the slope per unit of rate, which over a sweep of 1e-8 to 1 makes the
+    noise among the smallest rates the steepest: with the unbiased curve of the MNIST MLP (flat at 2.3
+    up to 1e-4, falling to 1.9 by 5e-3) it suggested 1.3e-7. Per decade, the fall itself is steepest.
+    """
+    losses, lrs = torch.tensor(finder.results["loss"]), torch.tensor(finder.results["lr"])
+    index = torch.arange(len(losses))[skip_begin : len(losses) - skip_end]
+    index = index[torch.isfinite(losses[index])]
+    if len(index) < 2:
+        finder._optimal_idx = None
+        return None
+    slopes = torch.gradient(losses[index], spacing=[lrs[index].log10()])[0]
+    finder._optimal_idx = int(index[slopes.argmin()])
+    return finder.results["lr"][finder._optimal_idx]
+
+
 class LRFinder(LearningRateFinder):
     """Lightning's ``LearningRateFinder``: before training, sweep the learning rate over a few steps and
     train with the suggested one; also save the loss-versus-rate plot as ``lr_find.png`` in the run folder.
@@ -82,6 +101,8 @@ class LRFinder(LearningRateFinder):
             results = self.optimal_lr.results
             searched_all = self.searched_to_the_end(results["loss"])  # Lightning's losses, as it decided on them
             results["loss"] = unbias_losses(results["loss"], start_step)
+            # On the instance: the finder's plot calls its suggestion() to mark the rate.
+            self.optimal_lr.suggestion = partial(steepest_on_log_scale, self.optimal_lr)
             lr = self.optimal_lr.suggestion()
             if not searched_all:
                 rank_zero_warn(

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch.tuner.lr_finder import _LRFinder
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from callbacks.tuning import unbias_losses
+from callbacks.tuning import steepest_on_log_scale, unbias_losses
 from models import MLP
 from tests.conftest import QUICK, run_fit
 
@@ -227,3 +228,15 @@ def test_lr_finder_losses_are_unbiased_from_the_first_step() -> None:
     assert lightning[0] < 0.6  # the bias: far below the loss
     assert unbias_losses(lightning, start_step=5) == pytest.approx([2.3] * 30)
     assert math.isnan(unbias_losses([float("nan"), lightning[0]], start_step=5)[0])
+
+
+def test_lr_finder_suggests_the_steepest_fall_per_decade_not_the_noise_at_tiny_rates() -> None:
+    # A loss flat at 2.3 with a little noise, falling by 0.4 around lr 2e-3: the fall is where to train.
+    finder = _LRFinder("exponential", 1e-8, 1, 100)
+    lrs = [1e-8 * 1e8 ** (i / 99) for i in range(100)]
+    noise = torch.Generator().manual_seed(0)
+    falls = [0.4 / (1 + math.exp(-3 * (math.log10(lr) + 2.7))) for lr in lrs]
+    losses = [2.3 - fall + 0.002 * float(torch.randn(1, generator=noise)) for fall in falls]
+    finder.results = {"lr": lrs, "loss": losses}
+    assert 5e-4 < steepest_on_log_scale(finder) < 5e-3
+    assert finder._optimal_idx is not None
