@@ -93,7 +93,7 @@ class LRFinder(LearningRateFinder):
         start_step, initial_lr = trainer.global_step, pl_module.hparams.get("lr")
         # Lightning's messages say how it restores its temporary checkpoint; and its "stopped early due to
         # diverging loss" comes also when the search ran out of batches (see searched_to_the_end).
-        dropped = (r"^Learning rate set to", r"^LR finder stopped early")
+        dropped = (r"^Learning rate set to", r"^LR finder stopped early", r"^`Trainer.fit` stopped: `max_steps=")
         with no_tqdm_bar(), lightning_messages_dropped(*dropped), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="`weights_only` was not set")  # its own checkpoint
             super().lr_find(trainer, pl_module)

@@ -208,7 +208,8 @@ def test_learning_rate_and_batch_size_finders(tmp_path: Path) -> None:
     assert (run / "lr_find.png").stat().st_size > 0
     output = result.stderr + result.stdout
     assert "Learning-rate finder: training with lr" in output
-    assert "Finding best initial lr" not in output and "Restored all states" not in output  # tqdm bar, messages
+    assert "Finding best initial lr" not in output  # Lightning's tqdm bar
+    assert "Restored all states" not in output and "Restoring states" not in output  # the tuners' checkpoints
     checkpoint = torch.load(next((run / "checkpoints").glob("best-*.ckpt")), weights_only=False)
     suggested = checkpoint["hyper_parameters"]["lr"]
     assert suggested != 1e-3  # the default, replaced by the suggestion
