@@ -10,12 +10,14 @@ from callbacks.metrics_csv import EpochMetricsCSV
 from callbacks.mlflow_logger import RunMLFlowLogger
 from callbacks.nonfinite import NonFiniteLossError, StopOnNonFiniteLoss
 from callbacks.progress import ThrottledRichProgressBar
+from callbacks.progress_log import ProgressLog
 from callbacks.provenance import SaveProvenance
 from callbacks.random_state import RandomStateInCheckpoint
 from callbacks.resume import OptionsInCheckpoint, RunInterrupted, StopOnInterrupt
 from callbacks.run_config import SaveRunConfig
 from callbacks.run_logger import ReservedRunFolder, RunFolder, RunLogger
 from callbacks.share_files import ShareRunFiles
+from callbacks.summary import NetworkSummary
 from callbacks.test_metrics import SaveTestMetrics
 from callbacks.tuning import BatchSizeTuner, LRFinder
 
@@ -26,8 +28,10 @@ __all__ = [
     "EMAWeights",
     "EpochMetricsCSV",
     "LRFinder",
+    "NetworkSummary",
     "NonFiniteLossError",
     "OptionsInCheckpoint",
+    "ProgressLog",
     "RandomStateInCheckpoint",
     "ReservedRunFolder",
     "RunCheckpoint",

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
@@ -44,6 +43,8 @@ def split_indices(n: int, sizes: Sequence[float], seed: int, labels: Tensor | No
 def stratified_split(labels: Tensor, counts: list[int], seed: int) -> list[list[int]] | None:
     """Indices of the rest and of parts of ``counts`` samples, each with every class in proportion; None where
     a part is too small to hold every class (or a class too small to be in every part)."""
+    from sklearn.model_selection import train_test_split  # here: scikit-learn takes seconds to import
+
     rest, parts = np.arange(len(labels)), []
     for count in reversed(counts):  # the last part first, as scikit-learn splits one part off at a time
         if count == 0:  # an empty part (val_size 0)
@@ -210,6 +211,8 @@ class ClassificationDataModule(LightningDataModule):
         """
         if not self.folds:
             return tuple(split_indices(len(labels), [self.val_size], self.seed))
+        from sklearn.model_selection import StratifiedKFold  # here: scikit-learn takes seconds to import
+
         folds = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
         train, val = list(folds.split(labels.numpy(), labels.numpy()))[self.fold]
         return train.tolist(), val.tolist()

@@ -3,7 +3,6 @@
 from typing import Any
 
 import torch
-from sklearn.datasets import load_digits
 
 from datamodules.base import ClassificationDataModule, split_indices
 from datamodules.batches import TensorImages
@@ -34,6 +33,8 @@ class Digits(ClassificationDataModule):
 
     def setup(self, stage: str) -> None:
         """Split the 1,797 images into train, validation and test parts (seeded, disjoint)."""
+        from sklearn.datasets import load_digits  # here: scikit-learn takes seconds to import
+
         digits = load_digits()
         # The 17 grey levels 0..16 become 0..255, so these images go through the same uint8 path as all others.
         images = (torch.tensor(digits.images) * 255 / 16).round().to(torch.uint8).unsqueeze(1)

@@ -20,6 +20,7 @@ import os
 import re
 import shlex
 import sys
+import textwrap
 import warnings
 from argparse import ArgumentError
 from collections.abc import Callable
@@ -35,11 +36,13 @@ warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is int
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from jsonargparse import ArgumentParser, Namespace  # noqa: E402
+from cli_help import FitArgumentParser  # noqa: E402  (scripts/, next to this file)
+from docstring_parser import DocstringStyle  # noqa: E402
+from jsonargparse import ArgumentParser, Namespace, set_parsing_settings  # noqa: E402
 from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
 from lightning.fabric.utilities.rank_zero import rank_zero_only  # noqa: E402
 from lightning.pytorch import LightningModule, Trainer  # noqa: E402
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint  # noqa: E402
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, RichProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
@@ -48,6 +51,7 @@ from callbacks import (  # noqa: E402
     EpochMetricsCSV,
     NonFiniteLossError,
     OptionsInCheckpoint,
+    ProgressLog,
     RandomStateInCheckpoint,
     ReservedRunFolder,
     RunCheckpoint,
@@ -61,6 +65,7 @@ from callbacks import (  # noqa: E402
     StopOnNonFiniteLoss,
     TrainLRMonitor,
 )
+from callbacks.quiet import STARTUP_NOISE, drop_lightning_messages, lightning_messages_dropped  # noqa: E402
 from callbacks.resume import OPTIONS_KEY  # noqa: E402
 from datamodules import ClassificationDataModule, DataError  # noqa: E402
 from datamodules.errors import first_line  # noqa: E402
@@ -86,6 +91,9 @@ def skip_nvml_without_driver() -> None:
 
 
 skip_nvml_without_driver()
+# The docstrings of this project and Lightning are Google style: trying every style took a tenth of the start-up.
+set_parsing_settings(docstring_parse_style=DocstringStyle.GOOGLE)
+drop_lightning_messages(*STARTUP_NOISE)  # fit prints one line of what the run uses instead (describe_run)
 
 SHORT_FLAGS = {
     "--accelerator": "--trainer.accelerator",
@@ -104,12 +112,22 @@ BUILT_IN = {
 }
 DESCRIPTION = (
     __doc__
-    + "\nShort flags: "
-    + ", ".join(f"{short} = {full}" for short, full in SHORT_FLAGS.items())
+    + textwrap.fill("Short flags: " + ", ".join(f"{short} = {full}" for short, full in SHORT_FLAGS.items()), 100)
     + f".\nModels: {', '.join(BUILT_IN['model'])}, or the import path of an ImageClassifier subclass."
     + f"\nData: {', '.join(BUILT_IN['data'])}, or the import path of a ClassificationDataModule subclass."
     + "\n`--model.help CNN` and `--data.help ImageFolder` list a class's options."
 )
+# Headings of the option groups in --help (jsonargparse would take each class docstring's first line).
+GROUP_TITLES = {
+    "trainer": "Lightning's Trainer (--trainer.*; the short flags above set the most used)",
+    "model": "The model (--model.help NAME lists a model's options)",
+    "data": "The data (--data.help NAME lists a datamodule's options)",
+    "checkpoint": "Checkpoints (Lightning's ModelCheckpoint): the best by val/acc, and last.ckpt",
+    "lr_monitor": "Learning-rate logging (Lightning's LearningRateMonitor)",
+    "test_metrics": "After testing: test_metrics.json and TensorBoard's HPARAMS tab",
+    "figures": "Confusion matrix and misclassified images in TensorBoard, after each validation and test",
+    "stop_on_nonfinite": "Stop when the training loss turns NaN or infinite",
+}
 
 
 def expand_short_flags(args: list[str]) -> list[str]:
@@ -164,6 +182,9 @@ class FitCLI(LightningCLI):
             help="Start a new run (new optimizer and schedule) from the weights of a checkpoint: a .ckpt file, "
             "or a run's folder or name (its last.ckpt). E.g. to train a finished run for more epochs.",
         )
+        for key, title in GROUP_TITLES.items():
+            if key in parser.groups:
+                parser.groups[key].title = title
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
         parser.set_defaults(
@@ -184,7 +205,7 @@ class FitCLI(LightningCLI):
                 },
                 "trainer.callbacks": [
                     {"class_path": "callbacks.ThrottledRichProgressBar"},
-                    {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 1}},
+                    {"class_path": "callbacks.NetworkSummary", "init_args": {"max_depth": 1}},
                 ],
             }
         )
@@ -201,6 +222,7 @@ class FitCLI(LightningCLI):
         switched_off = {
             "ThrottledRichProgressBar": trainer.enable_progress_bar is False,
             "RichModelSummary": trainer.enable_model_summary is False,
+            "NetworkSummary": trainer.enable_model_summary is False,
         }
         trainer.callbacks = [
             callback
@@ -225,6 +247,11 @@ class FitCLI(LightningCLI):
         off += (LearningRateMonitor,) if config.get("logger") in (False, []) else ()
         kept = [callback for callback in callbacks if not isinstance(callback, off)]
         return super()._instantiate_trainer(config, kept)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        log_progress_off_terminal(trainer)
+        return trainer
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         try:
@@ -267,6 +294,31 @@ def without_validation(config: Namespace) -> None:
             raise ValueError(f"--data.val_size 0 leaves no validation: {name} cannot monitor {monitor}")
     config.checkpoint.monitor = None
     config.checkpoint.save_top_k = 0
+
+
+def log_progress_off_terminal(trainer: Trainer) -> None:
+    """Put plain progress lines (``ProgressLog``) in place of a rich progress bar where the output is no terminal.
+
+    Rich draws its bar in place, which a file or a pipe (nohup, SLURM, CI) cannot show: such a log held
+    nothing from the model summary to the final epoch's bar. A notebook keeps the bar.
+    """
+    from rich import get_console
+
+    console = get_console()
+    bar = trainer.progress_bar_callback
+    if isinstance(bar, RichProgressBar) and not console.is_terminal and not console.is_jupyter:
+        trainer.callbacks[trainer.callbacks.index(bar)] = ProgressLog()
+
+
+def describe_run(trainer: Trainer) -> str:
+    """One line of what the run uses: device, processes, precision (for Lightning's lines about GPUs and TPUs)."""
+    # No GPU name: asking CUDA for it here would break the strategies that fork the processes later (ddp_fork).
+    device = trainer.strategy.root_device.type
+    where = f"{trainer.num_devices} x {device}" if trainer.num_devices > 1 else device
+    processes = f"{trainer.world_size} process{'es' if trainer.world_size > 1 else ''}"
+    if trainer.num_nodes > 1:
+        processes += f" on {trainer.num_nodes} machines"
+    return f"Running on {where}, {processes}, precision {trainer.precision}"
 
 
 def config_files(args: list[str]) -> list[str]:
@@ -706,6 +758,10 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
         subclass_mode_data=True,
         seed_everything_default=42,
         save_config_callback=SaveRunConfig,
+        parser_class=FitArgumentParser,
+        # The model builds its own optimizer and schedule (--model.optimizer, --model.scheduler): Lightning's
+        # --optimizer and --lr_scheduler options would only conflict with them.
+        auto_configure_optimizers=False,
         # Always on, not options.
         trainer_defaults={
             "callbacks": [
@@ -733,6 +789,8 @@ def fit(cli: FitCLI) -> str:
         cli.model.load_state_dict(check_checkpoint(cli.config.init_weights, cli.model)["state_dict"])
     if cli.config.compile:
         cli.model.compile()  # the forward pass only: loss, metrics and logging stay eager
+    if cli.trainer.is_global_zero:
+        print(describe_run(cli.trainer), flush=True)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
     return cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
 
@@ -783,7 +841,9 @@ def main() -> int:
         trainer = cli.trainer
         best = fit(cli)
         tested = tested_checkpoint(trainer, best)
-        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=tested)
+        # verbose=False: Lightning's table would print raw float32 values; print_summary rounds them.
+        with lightning_messages_dropped(r"^Restoring states from the checkpoint", r"^Loaded model weights from"):
+            trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=tested, verbose=False)
     except RunInterrupted as stop:
         return report_interrupted(stop, cli.trainer, given)
     except (KeyboardInterrupt, SystemExit) as stop:

@@ -39,6 +39,8 @@ def run_script(
 
 def load_fit_script() -> types.ModuleType:
     """scripts/fit.py imported as a module, for tests of its functions in this process."""
+    if str(FIT.parent) not in sys.path:  # as when it runs: its sibling modules (cli_help) importable
+        sys.path.append(str(FIT.parent))
     spec = importlib.util.spec_from_file_location("fit_script", FIT)
     fit_script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fit_script)

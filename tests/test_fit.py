@@ -61,7 +61,19 @@ def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mni
     assert Path(metrics["checkpoint"]).name == best[0]
     assert f"Test accuracy:   {metrics['test/acc']:.2%}" in result.stdout
     assert "tensorboard --logdir lightning_logs" in result.stdout
-    assert "Epoch 1/1" in result.stdout  # the progress bar
+    assert "optimizer" not in config and "lr_scheduler" not in config  # Lightning's own, unused: not options
+
+    # What the log of a run to a pipe shows: one plain line per epoch, with its metrics; no Lightning noise.
+    output = result.stdout + result.stderr
+    assert "\x1b[" not in output and all(line == line.rstrip() for line in output.splitlines())
+    epochs = [line for line in result.stdout.splitlines() if line.startswith("Epoch ")]
+    assert [line.split("  ")[0] for line in epochs] == ["Epoch 0/1", "Epoch 1/1"], result.stdout
+    assert all(f" {name} " in line for line in epochs for name in ("train/loss", "val/loss", "val/acc", "samples/s"))
+    assert "Running on cpu, 1 process, precision 32-true" in result.stdout
+    for noise in ("GPU available", "TPU available", "Tip:", "already configured", "estimate number of stepping"):
+        assert noise not in output, noise
+    assert "val_metrics" not in result.stdout and "criterion" not in result.stdout  # the summary lists the network
+    assert not re.search(r"\d\.\d{7,}", result.stdout)  # no unrounded float32 in the test results
 
     # The best checkpoint reloads with no argument and reproduces the written test accuracy.
     model = MLP.load_from_checkpoint(run / "checkpoints" / best[0])
@@ -321,3 +333,20 @@ def test_16_mixed_on_one_gpu(tmp_path: Path, mnist_root: Path) -> None:
     args = ["--model", "CNN", "--data.data_dir", str(mnist_root), "--data.download", "false", *QUICK]
     result = run_fit(*args, "--accelerator", "gpu", "--devices", "1", "--precision", "16-mixed", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_help_keeps_the_examples_and_a_class_help_is_short(capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    fit_script = load_fit_script()
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        fit_script.build_cli(["--help"])
+    help_text = capsys.readouterr().out
+    assert "\nExamples:\n    python scripts/fit.py  " in help_text  # the docstring's lines, not one paragraph
+    assert "--config CONFIG" in help_text
+    assert "--optimizer " not in help_text and "--lr_scheduler " not in help_text
+    headings = [line for line in help_text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert not any("``" in heading or ":class:" in heading for heading in headings), headings
+    with pytest.raises(SystemExit):
+        fit_script.build_cli(["--model.help", "CNN"])
+    model_help = capsys.readouterr().out
+    assert "--model.l1" in model_help and len(model_help.splitlines()) < 150, model_help[-2000:]

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch.tuner.lr_finder import _LRFinder
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from callbacks.tuning import steepest_on_log_scale, unbias_losses
 from models import MLP
 from tests.conftest import QUICK, run_fit
 
@@ -204,13 +206,38 @@ def test_learning_rate_and_batch_size_finders(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     run = only_run_dir(tmp_path)
     assert (run / "lr_find.png").stat().st_size > 0
-    assert "Learning-rate finder: suggested lr" in result.stderr + result.stdout
+    output = result.stderr + result.stdout
+    assert "Learning-rate finder: training with lr" in output
+    assert "Finding best initial lr" not in output  # Lightning's tqdm bar
+    assert "Restored all states" not in output and "Restoring states" not in output  # the tuners' checkpoints
     checkpoint = torch.load(next((run / "checkpoints").glob("best-*.ckpt")), weights_only=False)
     suggested = checkpoint["hyper_parameters"]["lr"]
     assert suggested != 1e-3  # the default, replaced by the suggestion
+    assert yaml.full_load((run / "hparams.yaml").read_text())["lr"] == suggested  # as in TensorBoard's HPARAMS
     found = re.search(r"will continue with full run using batch size (\d+)", result.stderr + result.stdout)
     assert found and int(found[1]) == 32  # 16, then 32: two trials
     # The one-cycle schedule was built again: it peaks at the suggested rate, over the new number of steps.
     scheduler = checkpoint["lr_schedulers"][0]
     assert scheduler["total_steps"] == math.ceil(1258 / 32)
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["max_lr"] == pytest.approx(suggested)
+
+
+def test_lr_finder_losses_are_unbiased_from_the_first_step() -> None:
+    # Lightning's smoothed curve for a constant loss of 2.3, searched from global step 5: its average after the
+    # n-th loss is 2.3 * (1 - 0.98**n), divided by 1 - 0.98**(global step + 1), the global step being 5 + n.
+    lightning = [2.3 * (1 - 0.98**n) / (1 - 0.98 ** (5 + n + 1)) for n in range(1, 31)]
+    assert lightning[0] < 0.6  # the bias: far below the loss
+    assert unbias_losses(lightning, start_step=5) == pytest.approx([2.3] * 30)
+    assert math.isnan(unbias_losses([float("nan"), lightning[0]], start_step=5)[0])
+
+
+def test_lr_finder_suggests_the_steepest_fall_per_decade_not_the_noise_at_tiny_rates() -> None:
+    # A loss flat at 2.3 with a little noise, falling by 0.4 around lr 2e-3: the fall is where to train.
+    finder = _LRFinder("exponential", 1e-8, 1, 100)
+    lrs = [1e-8 * 1e8 ** (i / 99) for i in range(100)]
+    noise = torch.Generator().manual_seed(0)
+    falls = [0.4 / (1 + math.exp(-3 * (math.log10(lr) + 2.7))) for lr in lrs]
+    losses = [2.3 - fall + 0.002 * float(torch.randn(1, generator=noise)) for fall in falls]
+    finder.results = {"lr": lrs, "loss": losses}
+    assert 5e-4 < steepest_on_log_scale(finder) < 5e-3
+    assert finder._optimal_idx is not None
