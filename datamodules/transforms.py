@@ -38,23 +38,3 @@ def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Te
     """uint8 images (N, C, H, W) to float32, less ``mean`` and divided by ``std`` (both on a 0-1 scale)."""
     shift, scale = _pixel_statistics(tuple(mean), tuple(std), images.device)
     return images.to(torch.float32, copy=True).sub_(shift).div_(scale)  # in place on a copy: one new tensor, not three
-
-
-def random_crop_flip(images: Tensor, padding: int) -> Tensor:
-    """The standard CIFAR augmentation for a whole batch (N, C, H, W) at once, each image drawn on its own.
-
-    Each image is zero-padded by ``padding`` pixels, cropped back to its size at a random offset,
-    and flipped left-right with probability 1/2: the same as torchvision's ``RandomCrop(padding)``
-    followed by ``RandomHorizontalFlip`` per image, done by one gather on the batch's device.
-    """
-    n, _, height, width = images.shape
-    padded = torch.nn.functional.pad(images, (padding,) * 4)
-    top = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=images.device)
-    left = torch.randint(0, 2 * padding + 1, (n, 1), device=images.device)
-    flip = torch.rand(n, 1, device=images.device) < 0.5
-    columns = torch.arange(width, device=images.device)
-    columns = torch.where(flip, width - 1 - columns, columns) + left
-    rows = torch.arange(height, device=images.device).view(1, -1, 1) + top
-    batch = torch.arange(n, device=images.device).view(-1, 1, 1)
-    # Advanced indexing around the channel slice puts channels last: (N, H, W, C).
-    return padded[batch, :, rows, columns.unsqueeze(1)].permute(0, 3, 1, 2)

@@ -12,9 +12,9 @@ from PIL import Image
 from torchvision import datasets
 
 from datamodules import CIFAR10, CIFAR100, MNIST, ClassificationDataModule, DataError, Digits, FashionMNIST, ImageFolder
+from datamodules.augment import random_crop_flip
 from datamodules.base import split_indices
 from datamodules.batches import ShardedBatchSampler, TensorImages
-from datamodules.transforms import random_crop_flip
 from tests.fake_data import write_cifar, write_image_folder, write_mnist
 
 
@@ -182,7 +182,7 @@ def test_cifar_augmentation_applies_to_training_batches_only_and_can_be_switched
 def test_batch_crop_and_flip_match_the_per_image_augmentation() -> None:
     torch.manual_seed(0)
     images = torch.randint(1, 256, (2000, 3, 8, 6), dtype=torch.uint8)
-    out = random_crop_flip(images, padding=2)
+    out = random_crop_flip(images, padding=2, padding_mode="zeros")
     assert out.shape == images.shape and out.dtype == torch.uint8
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
     seen = Counter()
