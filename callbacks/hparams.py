@@ -5,6 +5,7 @@ import os
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
@@ -108,9 +109,12 @@ class RunHyperparameters(Callback):
     internal ``_class_path`` and ``_instantiator``, tuples that ``yaml.safe_load`` refuses, no model
     class and no Trainer options. Here each logger gets :func:`run_hyperparameters` instead (TensorBoard's
     and CSV's write it to ``hparams.yaml``), and TensorBoard a session whose columns are
-    :func:`hparams_columns`, written when training starts (so that a run that stops early is compared
-    too) and closed after testing; its metrics are the final values of the run's scalars.
+    :func:`hparams_columns`, written when training starts (after the finders have set their values, and
+    so that a run that stops early is compared too) and closed after testing; its metrics are the final
+    values of the run's scalars.
     """
+
+    logged: dict[str, Any] | None = None  # what setup gave the loggers
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -120,13 +124,23 @@ class RunHyperparameters(Callback):
         pl_module._log_hyperparams = False
         if trainer.datamodule is not None:
             trainer.datamodule._log_hyperparams = False
-        hyperparameters = run_hyperparameters(trainer, pl_module)
+        self.logged = run_hyperparameters(trainer, pl_module)
         for logger in trainer.loggers:
-            logger.log_hyperparams(hyperparameters)
+            logger.log_hyperparams(self.logged)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        hyperparameters = run_hyperparameters(trainer, pl_module)
+        if hyperparameters != self.logged:  # a finder (callbacks.LRFinder) has set a value since setup
+            for logger in trainer.loggers:
+                logger.log_hyperparams(hyperparameters)
+                if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
+                    # TensorBoardLogger writes hparams.yaml once only; it was written at setup.
+                    save_hparams_to_yaml(os.path.join(logger.log_dir, "hparams.yaml"), logger.hparams)
         if trainer.is_global_zero:
             for writer in self._writers(trainer):
                 # The session only, no experiment summary: TensorBoard then takes the columns of all runs, shows the
                 # ones whose values differ first, and the final value of every scalar as a metric (test/ first).
+                # When training starts, not at setup: after the finders have set their values.
                 writer.add_summary(hparams_summary(hparams_columns(hyperparameters), {})[1])
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -213,7 +213,7 @@ def test_learning_rate_and_batch_size_finders(tmp_path: Path) -> None:
     checkpoint = torch.load(next((run / "checkpoints").glob("best-*.ckpt")), weights_only=False)
     suggested = checkpoint["hyper_parameters"]["lr"]
     assert suggested != 1e-3  # the default, replaced by the suggestion
-    assert yaml.full_load((run / "hparams.yaml").read_text())["lr"] == suggested  # as in TensorBoard's HPARAMS
+    assert yaml.safe_load((run / "hparams.yaml").read_text())["model"]["lr"] == suggested  # as in the HPARAMS tab
     found = re.search(r"will continue with full run using batch size (\d+)", result.stderr + result.stdout)
     assert found and int(found[1]) == 32  # 16, then 32: two trials
     # The one-cycle schedule was built again: it peaks at the suggested rate, over the new number of steps.
