@@ -13,6 +13,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torchmetrics.classification import MulticlassF1Score
 
 from callbacks.ema import EMAWeights, warmed_up_decay
 from datamodules import Digits
@@ -120,6 +121,18 @@ def test_top5_accuracy_only_with_more_than_five_classes() -> None:
     probs = torch.tensor([[0.5, 0.2, 0.1, 0.08, 0.07, 0.05, 0, 0, 0, 0]] * 2)
     metric.update(probs, torch.tensor([4, 6]))  # 4 is the fifth most probable, 6 is not among the five
     assert metric.compute().item() == 0.5
+
+
+def test_each_evaluation_metric_counts_on_its_own_after_a_batch_without_mistakes() -> None:
+    torch.manual_seed(0)
+    collection, f1 = stage_metrics(10, "test"), MulticlassF1Score(10, average="macro")
+    for noise in (0.0, 3.0, 3.0):  # the first batch all right: top-1 and top-5 counts are then the same
+        labels = torch.randint(0, 10, (64,))
+        probs = (torch.nn.functional.one_hot(labels, 10) * 5 + noise * torch.randn(64, 10)).softmax(-1)
+        collection.update(probs, labels)
+        f1.update(probs, labels)
+    computed = collection.compute()
+    assert computed["test/f1"] == f1.compute() and computed["test/f1"] < computed["test/acc5"]
 
 
 @pytest.mark.parametrize(
