@@ -20,7 +20,9 @@ from repeated_fits import run_all
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This script's own options, and the rest: scripts/fit.py's."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--seeds", type=int, default=5, help="Number of runs, at least 2 (default 5).")
     parser.add_argument("--first_seed", type=int, default=0, help="The seed of the first run; the next add 1 each.")
     parser.add_argument(
