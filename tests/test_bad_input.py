@@ -259,8 +259,11 @@ SWITCHES += [["--trainer.enable_checkpointing", "false"], ["--trainer.logger", "
 
 @st.composite
 def bad_flags(draw) -> list[str]:
-    """One option with a value it must refuse, or an unknown option, with one of the switches or none."""
+    """One option with a value it must refuse, or an unknown option, with one of the switches or none, on one
+    process or two (DDP on the CPU: every refusal comes before the second process starts)."""
     switch = draw(st.sampled_from(SWITCHES))
+    if draw(st.booleans()):
+        switch = [*switch, "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
     if draw(st.booleans()):
         return [*switch, f"--zz_{draw(WORDS)}", draw(WORDS)]
     option = draw(st.sampled_from(sorted(REFUSED)))
