@@ -749,6 +749,16 @@ def stopped_peer_code(err: RuntimeError) -> int | None:
     return 1
 
 
+def stopped_code(err: Exception) -> int:
+    """The exit code of a command that ``err`` stopped: a user's error reported in one ``error:`` line, the end of
+    a DDP process after another's error (see ``stopped_peer_code``); any other error is raised again."""
+    if isinstance(err, USER_ERRORS):
+        return report(err)
+    if isinstance(err, RuntimeError) and (code := stopped_peer_code(err)) is not None:
+        return code
+    raise err
+
+
 def build_cli(args: list[str] | None = None) -> FitCLI:
     """Parse ``args`` (default: ``sys.argv``) and build the model, the datamodule and the Trainer."""
     return FitCLI(
@@ -855,9 +865,7 @@ def main() -> int:
             discard_failed_run(cli.trainer)
         return report(err)
     except RuntimeError as err:  # under DDP: another process ended, and said why
-        if (code := stopped_peer_code(err)) is None:
-            raise
-        return code
+        return stopped_code(err)
     run_dir = trainer.log_dir  # every rank must ask: under DDP it is broadcast from rank 0
     if trainer.is_global_zero:
         print_summary(trainer, run_dir, best, tested)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
-from fit import USER_ERRORS, build_cli, fit, relative, report, stopped_peer_code, tested_checkpoint, validates
+from fit import USER_ERRORS, build_cli, fit, relative, stopped_code, tested_checkpoint, validates
 
 
 def fit_and_evaluate(fit_args: list[str]) -> tuple[str, dict[str, float]]:
@@ -59,12 +59,8 @@ def run_all(runs_args: list[list[str]], title: str, record: dict[str, Any], outp
             run, metrics = fit_and_evaluate(fit_args)
             runs.append(run)
             results.append(metrics)
-    except USER_ERRORS as err:
-        return report(err)
-    except RuntimeError as err:  # under DDP: another process ended, and said why
-        if (code := stopped_peer_code(err)) is None:
-            raise
-        return code
+    except (*USER_ERRORS, RuntimeError) as err:  # RuntimeError: under DDP, another process ended, and said why
+        return stopped_code(err)
     if dist.is_initialized() and dist.get_rank() != 0:  # under DDP, global rank 0 writes and prints the summary
         return 0
     seconds = time.perf_counter() - start

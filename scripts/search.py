@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 import torch.distributed as dist
 import yaml
-from fit import USER_ERRORS, build_cli, expand_short_flags, fit, relative, report, run, stopped_peer_code
+from fit import USER_ERRORS, build_cli, expand_short_flags, fit, relative, run, stopped_code
 from lightning.pytorch import Callback, LightningModule, Trainer
 from optuna_integration import TorchDistributedTrial
 from torch.distributed import ProcessGroup
@@ -181,12 +181,8 @@ def main() -> int:
             return 0
         study = run_study(options, space, fit_args, group)
         best = study.best_trial
-    except USER_ERRORS as err:
-        return report(err)
-    except RuntimeError as err:  # under DDP: another process ended, and said why
-        if (code := stopped_peer_code(err)) is None:
-            raise
-        return code
+    except (*USER_ERRORS, RuntimeError) as err:  # RuntimeError: under DDP, another process ended, and said why
+        return stopped_code(err)
     except KeyboardInterrupt:  # Optuna has marked the running trial failed; the finished ones are stored
         print("\ninterrupted: run the same command again to continue the study", file=sys.stderr)
         return 130
