@@ -192,6 +192,7 @@ class Airbench94(ImageClassifier):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
         self.lookahead: dict[str, Tensor] | None = None  # the average; made when training starts
+        self.total_steps = 0  # the run's optimizer steps, set with the schedule in configure_optimizers
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.whiten(x.contiguous(memory_format=self.memory_format))
@@ -239,7 +240,7 @@ class Airbench94(ImageClassifier):
             {"params": [self.whiten.bias], "lr": lr, "weight_decay": decay_per_step / lr},
         ]
         optimizer = torch.optim.SGD(groups, lr=lr, momentum=hp.momentum, nesterov=True)
-        steps = self._total_steps()
+        steps = self.total_steps = self._total_steps()  # the lookahead's ramp counts them too
         steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
         schedule = (steps, hp.warmup_fraction, hp.start_factor, hp.end_factor)
         factor = LinearWarmupDecay(*schedule)
@@ -268,7 +269,7 @@ class Airbench94(ImageClassifier):
         every = self.hparams.lookahead_every
         if not every or self.lookahead is None:
             return
-        step, total = self.global_step + 1, self._total_steps()  # global_step counts this step once it is done
+        step, total = self.global_step + 1, self.total_steps  # global_step counts this step once it is done
         if step >= total:
             self._pull_to_average(decay=1.0)
         elif step % every == 0:
