@@ -241,6 +241,8 @@ class Airbench94(ImageClassifier):
         ]
         optimizer = torch.optim.SGD(groups, lr=lr, momentum=hp.momentum, nesterov=True)
         steps = self.total_steps = self._total_steps()  # the lookahead's ramp counts them too
+        if trainer.num_training_batches == float("inf"):  # a run given in steps only has not loaded its data yet
+            trainer.fit_loop.setup_data()
         steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
         schedule = (steps, hp.warmup_fraction, hp.start_factor, hp.end_factor)
         factor = LinearWarmupDecay(*schedule)
