@@ -138,7 +138,8 @@ def test_a_run_given_in_steps_only_trains(tmp_path: Path) -> None:
     """With ``max_steps`` and no epoch count, the Trainer has not loaded the data when the schedule is made."""
     root = write_image_folder(tmp_path / "images", {"train": 8, "test": 1}, ("a", "b"), size=(16, 16))
     data = ImageFolder(root=str(root), val_size=0, batch_size=4, num_workers=0)
-    trainer = Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    trainer = Trainer(max_steps=3, accelerator="cpu", **quiet)
     trainer.fit(Airbench94(2, (3, 16, 16), widths=(8, 8, 8), whiten_bias_epochs=1), data)
     assert trainer.global_step == 3
     assert [factor.stop_at for factor in trainer.lr_scheduler_configs[0].scheduler.lr_lambdas] == [None, None, 4]
