@@ -21,7 +21,7 @@ STARTUP_NOISE = (
     r"^💡 Tip: ",
     r"^Loading `train_dataloader` to estimate number of stepping batches",
     # The end of a run as planned; printed in the middle of the live bar, it made rich draw the last epoch twice.
-    r"^`Trainer.fit` stopped: `max_epochs=\d+` reached",
+    r"^`Trainer.fit` stopped: `max_(epochs|steps)=\d+` reached",
     # The tuners' own temporary checkpoints (the LR finder's restored once inside the search and announced again).
     r"checkpoint (path )?at .*\.(lr_find|scale_batch_size)_[0-9a-f-]+\.ckpt$",
 )

@@ -33,6 +33,10 @@ sys.path.insert(0, os.getcwd())
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 # cross_validate.py and search.py build the CLI from the part of the command line that is fit.py's.
 warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
+# A run without a validation part (--data.val_size 0) gives Lightning an empty list of validation loaders.
+warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
+# The summary's size in MB is that of float32 weights, which is what a checkpoint holds under mixed precision too.
+warnings.filterwarnings("ignore", message=r"Precision \S+ is not supported by the model summary")
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
