@@ -14,22 +14,31 @@ import torch
 import yaml
 
 from tests.conftest import FIT, ROOT, load_fit_script, run_fit
-from tests.fake_data import write_image_folder
+from tests.fake_data import write_image_folder, write_mnist
 
 CLASSES = tuple(f"class{i}" for i in range(10))
 
 
 @pytest.fixture(scope="module")
-def cifar_folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny CIFAR-10 look-alike as image folders: 10 classes of 32x32 colour images, train/ and test/."""
-    return write_image_folder(
-        tmp_path_factory.mktemp("cifar") / "cifar10-jpg", {"train": 6, "test": 2}, CLASSES, size=(32, 32)
-    )
+def recipe_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny CIFAR-10 look-alike as image folders (10 classes of 32x32 colour images, train/ and test/: 60
+    and 20 images), and tiny MNIST files (300 and 100 images)."""
+    root = tmp_path_factory.mktemp("recipes")
+    cifar = write_image_folder(root / "cifar10-jpg", {"train": 6, "test": 2}, CLASSES, size=(32, 32))
+    return {"cifar": cifar, "mnist": write_mnist(root / "data")}
 
 
-def recipe_args(config: str, root: Path) -> list[str]:
-    """The recipe's config on the image folders (the README's JPEG variant), with tiny batches."""
-    return ["--config", str(ROOT / "configs" / config), "--data", "ImageFolder", "--data.root", str(root)]
+def recipe_args(config: str, data: dict[str, Path], batches_per_epoch: int) -> list[str]:
+    """The recipe's config on the tiny data (CIFAR-10 as image folders: the README's JPEG variant), with
+    batches that make ``batches_per_epoch`` steps an epoch on one process."""
+    args = ["--config", str(ROOT / "configs" / config), "--data.num_workers", "0"]
+    if config.startswith("mnist"):
+        args += ["--data.data_dir", str(data["mnist"]), "--data.download", "false"]
+        images = 300
+    else:
+        args += ["--data", "ImageFolder", "--data.root", str(data["cifar"])]
+        images = 60
+    return [*args, "--data.batch_size", str(images // batches_per_epoch), "--trainer.enable_progress_bar", "false"]
 
 
 RECIPES = sorted(path.name for path in (ROOT / "configs").glob("*.yaml") if path.name != "search_digits.yaml")
@@ -56,25 +65,25 @@ def test_options_a_recipe_leaves_out_are_its_classes_own_defaults(
             assert printed[key]["init_args"][option] == default, f"{key}.{option}"
 
 
-@pytest.mark.parametrize(
-    ("config", "shorter"),
-    [("cifar10_airbench.yaml", []), ("cifar10_resnet.yaml", ["--model.warmup_epochs", "0.5"])],  # of 1 epoch, not 24
-)
+AUGMENT = {"cifar10_airbench.yaml": "airbench", "cifar10_cpu.yaml": "airbench", "cifar10_resnet.yaml": "page"}
+SHORTER = {"cifar10_resnet.yaml": ["--model.warmup_epochs", "0.5"]}  # a warm-up of half the 1 epoch, not 5 of 24
+
+
+@pytest.mark.parametrize("config", [name for name in RECIPES if name in AUGMENT or name == "mnist_fast.yaml"])
 def test_recipe_trains_one_epoch_under_ddp_on_two_cpu_processes(
-    tmp_path: Path, cifar_folders: Path, config: str, shorter: list[str]
+    tmp_path: Path, recipe_data: dict[str, Path], config: str
 ) -> None:
-    ddp = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--max_epochs", "1", *shorter]
-    tiny = ["--data.batch_size", "10", "--data.num_workers", "0", "--trainer.enable_progress_bar", "false"]
-    result = run_fit(*recipe_args(config, cifar_folders), *ddp, *tiny, cwd=tmp_path, timeout=400)
+    ddp = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--max_epochs", "1"]
+    args = recipe_args(config, recipe_data, batches_per_epoch=6)  # 3 on each of 2 processes
+    result = run_fit(*args, *ddp, *SHORTER.get(config, []), cwd=tmp_path, timeout=400)
     assert result.returncode == 0, result.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
     (run,) = (tmp_path / "lightning_logs").iterdir()
     metrics = json.loads((run / "test_metrics.json").read_text())
     assert Path(metrics["checkpoint"]).name == "last.ckpt"  # all the training images train: nothing validates
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    assert checkpoint["global_step"] == 3  # 60 images, 10 a batch on each of 2 processes
-    augment = checkpoint["datamodule_hyper_parameters"]["augment"]
-    assert augment == {"cifar10_airbench.yaml": "airbench", "cifar10_resnet.yaml": "page"}[config]
+    assert checkpoint["global_step"] == 3
+    assert checkpoint["datamodule_hyper_parameters"]["augment"] == AUGMENT.get(config, "none")
 
 
 KILLED = """
@@ -92,13 +101,18 @@ class Killed(Airbench94):
 """
 
 
-def test_airbench_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path: Path, cifar_folders: Path) -> None:
-    """The lookahead average, the whitening and the per-group schedule come back from the checkpoint exactly."""
+# cifar10_airbench.yaml is cifar10_cpu.yaml in float32, with the same model and data.
+@pytest.mark.parametrize("config", ["cifar10_cpu.yaml", "mnist_fast.yaml"])
+def test_airbench_recipe_killed_mid_run_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, recipe_data: dict[str, Path], config: str
+) -> None:
+    """The lookahead average, the whitening and the per-group schedule come back from the checkpoint exactly,
+    in bfloat16 mixed precision as in these recipes."""
     (tmp_path / "killed.py").write_text(KILLED)
-    args = [*recipe_args("cifar10_airbench.yaml", cifar_folders), "--model", "killed.Killed"]
-    args += ["--model.widths", "[8, 16, 16]", "--model.whiten_bias_epochs", "1", "--data.batch_size", "12"]
-    args += ["--max_epochs", "3", "--seed", "3", "--trainer.deterministic", "true", "--data.num_workers", "0"]
-    args += ["--checkpoint.every_n_train_steps", "4", "--trainer.enable_progress_bar", "false"]
+    args = [*recipe_args(config, recipe_data, batches_per_epoch=5), "--model", "killed.Killed"]
+    args += ["--model.widths", "[8, 16, 16]", "--model.whiten_bias_epochs", "1"]
+    args += ["--max_epochs", "3", "--seed", "3", "--trainer.deterministic", "true"]
+    args += ["--checkpoint.every_n_train_steps", "4"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
     def fit(*more: str, **variables: str) -> subprocess.CompletedProcess:
