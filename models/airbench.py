@@ -60,25 +60,25 @@ def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     return conv
 
 
-def batch_norm(channels: int, momentum: float) -> nn.BatchNorm2d:
+def batch_norm(channels: int, momentum: float, eps: float) -> nn.BatchNorm2d:
     """BatchNorm with its scale frozen at 1 (only the bias trains); ``momentum`` in airbench's convention.
 
     Airbench's momentum is the weight of the old running statistics (0.6); PyTorch's is that of the new (0.4).
     """
-    norm = nn.BatchNorm2d(channels, eps=1e-12, momentum=1 - momentum)
+    norm = nn.BatchNorm2d(channels, eps=eps, momentum=1 - momentum)
     norm.weight.requires_grad_(False)
     return norm
 
 
-def conv_group(in_channels: int, out_channels: int, momentum: float) -> nn.Sequential:
+def conv_group(in_channels: int, out_channels: int, momentum: float, eps: float) -> nn.Sequential:
     """conv3x3 → max pool 2 → BatchNorm → GELU → conv3x3 → BatchNorm → GELU."""
     return nn.Sequential(
         conv3x3(in_channels, out_channels),
         nn.MaxPool2d(2),
-        batch_norm(out_channels, momentum),
+        batch_norm(out_channels, momentum, eps),
         nn.GELU(),
         conv3x3(out_channels, out_channels),
-        batch_norm(out_channels, momentum),
+        batch_norm(out_channels, momentum, eps),
         nn.GELU(),
     )
 
@@ -108,6 +108,8 @@ class Airbench94(ImageClassifier):
         widths: Channels of the three conv groups.
         batchnorm_momentum: Weight of the old running statistics in BatchNorm's average (airbench's
             convention; PyTorch's momentum is one minus this).
+        batchnorm_eps: Added to BatchNorm's variance (airbench: 1e-12). Larger values keep channels that are
+            almost constant over a batch, as on MNIST's black background, from being amplified.
         logit_scale: Factor on the logits.
         whiten_eps: Added to the eigenvalues before the whitening filters are scaled by their inverse square root.
         whiten_images: Training images whose 2x2 patches set the whitening filters.
@@ -133,6 +135,7 @@ class Airbench94(ImageClassifier):
         input_shape: tuple[int, int, int],
         widths: tuple[int, int, int] = (64, 256, 256),
         batchnorm_momentum: float = 0.6,
+        batchnorm_eps: float = 1e-12,
         logit_scale: float = 1 / 9,
         whiten_eps: float = 5e-4,
         whiten_images: int = 5000,
@@ -182,9 +185,9 @@ class Airbench94(ImageClassifier):
         nn.init.zeros_(self.whiten.bias)
         self.net = nn.Sequential(
             nn.GELU(),
-            conv_group(whiten_width, widths[0], batchnorm_momentum),
-            conv_group(widths[0], widths[1], batchnorm_momentum),
-            conv_group(widths[1], widths[2], batchnorm_momentum),
+            conv_group(whiten_width, widths[0], batchnorm_momentum, batchnorm_eps),
+            conv_group(widths[0], widths[1], batchnorm_momentum, batchnorm_eps),
+            conv_group(widths[1], widths[2], batchnorm_momentum, batchnorm_eps),
             nn.AdaptiveMaxPool2d(1),
             nn.Flatten(),
             nn.Linear(widths[2], num_classes, bias=False),

@@ -76,6 +76,11 @@ def test_other_input_shapes(shape: tuple[int, int, int]) -> None:
     assert model(torch.randn(3, *shape)).shape == (3, 4)
 
 
+def test_batchnorm_eps_reaches_every_norm() -> None:
+    norms = [m for m in Airbench94(10, (1, 28, 28), batchnorm_eps=1e-5).modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 6 and all(norm.eps == 1e-5 for norm in norms)
+
+
 def test_too_small_images_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 9x9"):
         Airbench94(10, (1, 8, 8))
