@@ -1,6 +1,7 @@
 """What the commands that run scripts/fit.py several times share: each fit evaluated, then every metric's mean ± std."""
 
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -33,10 +34,20 @@ def summarize(results: list[dict[str, float]]) -> dict[str, dict[str, float | li
     A run leaves out a metric that its data leaves undefined (the accuracy of a class its fold lacks).
     """
     return {
-        name: {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": values}
+        name: {**mean_std(values), "values": values}
         for name in results[0]
         if all(name in result for result in results) and (values := [float(result[name]) for result in results])
     }
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """The mean and standard deviation (n - 1) of ``values``: NaN when one is not finite (a run that diverged).
+
+    ``statistics`` sums exactly, in fractions, and fails on NaN and infinities rather than returning NaN.
+    """
+    if not all(math.isfinite(value) for value in values):
+        return {"mean": math.nan, "std": math.nan}
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values)}
 
 
 def run_all(runs_args: list[list[str]], title: str, record: dict[str, Any], output: Path | None, prefix: str) -> int:

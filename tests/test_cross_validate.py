@@ -1,13 +1,14 @@
 """scripts/cross_validate.py end to end on scikit-learn's digits, and the stratified folds behind it."""
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from datamodules import Digits
-from tests.conftest import QUICK, run_script
+from tests.conftest import QUICK, load_fit_script, run_script
 
 DIGITS = ["--data", "Digits", "--model", "MLP", "--model.hidden_sizes", "[32]", *QUICK]
 DIGITS += ["--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false"]
@@ -58,3 +59,13 @@ def test_cross_validation_under_ddp_prints_and_writes_its_summary_once(tmp_path:
     assert result.stdout.count("2-fold cross-validation") == 1 and result.stdout.count("Results:") == 1
     runs = sorted(path.name for path in (tmp_path / "lightning_logs").iterdir())
     assert runs == ["cross_validation_digits-mlp-1.json", "digits-mlp-1", "digits-mlp-2"]
+
+
+def test_a_diverged_run_gives_a_nan_summary_rather_than_a_crash() -> None:
+    """A seed whose loss turned NaN: the other metrics are still summarized (statistics.stdev fails on NaN)."""
+    load_fit_script()  # scripts/ on the path, as when the scripts run
+    from repeated_fits import summarize
+
+    summary = summarize([{"test/acc": 0.99, "test/loss": 0.1}, {"test/acc": 0.1, "test/loss": float("nan")}])
+    assert math.isnan(summary["test/loss"]["mean"]) and math.isnan(summary["test/loss"]["std"])
+    assert summary["test/acc"]["mean"] == pytest.approx(0.545) and summary["test/loss"]["values"][0] == 0.1
