@@ -114,6 +114,9 @@ class Airbench94(ImageClassifier):
         whiten_eps: Added to the eigenvalues before the whitening filters are scaled by their inverse square root.
         whiten_images: Training images whose 2x2 patches set the whitening filters.
         whiten_bias_epochs: Epochs during which the whitening bias trains; frozen after.
+        whiten_float32: Whiten in float32 under mixed precision (airbench: in the network's precision). The
+            filters of the weakest patch directions are large (up to 1/sqrt(whiten_eps), 45) and their taps
+            cancel on flat regions, where bfloat16's rounding leaves noise: needed on MNIST's black background.
         lr: Learning rate per 1,024 examples (decoupled from the momentum).
         weight_decay: Weight decay per 1,024 examples (decoupled from the learning rate).
         momentum: Nesterov momentum of SGD.
@@ -140,6 +143,7 @@ class Airbench94(ImageClassifier):
         whiten_eps: float = 5e-4,
         whiten_images: int = 5000,
         whiten_bias_epochs: int = 3,
+        whiten_float32: bool = False,
         lr: float = 11.5,
         weight_decay: float = 0.0153,
         momentum: float = 0.85,
@@ -198,7 +202,12 @@ class Airbench94(ImageClassifier):
         self.total_steps = 0  # the run's optimizer steps, set with the schedule in configure_optimizers
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.whiten(x.contiguous(memory_format=self.memory_format))
+        x = x.contiguous(memory_format=self.memory_format)
+        if self.hparams.whiten_float32:
+            with torch.autocast(x.device.type, enabled=False):
+                x = self.whiten(x.float())
+        else:
+            x = self.whiten(x)
         return self.net(x) * self.hparams.logit_scale
 
     def setup(self, stage: str) -> None:

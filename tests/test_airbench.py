@@ -76,9 +76,16 @@ def test_other_input_shapes(shape: tuple[int, int, int]) -> None:
     assert model(torch.randn(3, *shape)).shape == (3, 4)
 
 
-def test_batchnorm_eps_reaches_every_norm() -> None:
-    norms = [m for m in Airbench94(10, (1, 28, 28), batchnorm_eps=1e-5).modules() if isinstance(m, nn.BatchNorm2d)]
+def test_batchnorm_eps_reaches_every_norm_and_the_whitening_can_stay_in_float32() -> None:
+    model = Airbench94(10, (1, 28, 28), batchnorm_eps=1e-5, whiten_float32=True)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(norms) == 6 and all(norm.eps == 1e-5 for norm in norms)
+    outputs = {}
+    model.whiten.register_forward_hook(lambda module, inputs, output: outputs.update(whiten=output.dtype))
+    model.net[1][0].register_forward_hook(lambda module, inputs, output: outputs.update(conv=output.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.randn(2, 1, 28, 28))
+    assert outputs == {"whiten": torch.float32, "conv": torch.bfloat16}
 
 
 def test_too_small_images_are_refused() -> None:
