@@ -13,23 +13,15 @@ Examples:
 
 import argparse
 import sys
-from pathlib import Path
 
 from fit import expand_short_flags, run
-from repeated_fits import run_all
+from repeated_fits import run_all, script_parser
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This script's own options, and the rest: scripts/fit.py's."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = script_parser(__doc__, "cross_validation")
     parser.add_argument("--folds", type=int, default=5, help="Number of folds, at least 2 (default 5).")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        help="JSON file for the results; default: cross_validation_<first fold's run>.json next to the run folders.",
-    )
     return parser.parse_known_args(argv)
 
 

@@ -298,10 +298,7 @@ def chooses_class(args: list[str], key: str) -> bool:
     if any(arg.split("=", 1)[0] in flags for arg in args):
         return True
     for path in config_files(args):
-        try:
-            node = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError):
-            continue  # the parser reports the file
+        node = read_yaml(path)
         value = node.get(key) if isinstance(node, dict) else None
         if isinstance(value, str) or (isinstance(value, dict) and "class_path" in value):
             return True
@@ -357,12 +354,17 @@ def config_files(args: list[str]) -> list[str]:
     return after_flag + [arg.removeprefix("--config=") for arg in args if arg.startswith("--config=")]
 
 
+def read_yaml(path: str) -> Any:
+    """The YAML file at ``path``, or None where it cannot be read or parsed (the parser says why)."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
 def holds_key(path: str, key: str) -> bool:
     """Whether the YAML file at ``path`` sets the option ``key`` (``model.lr`` also as ``model.init_args.lr``)."""
-    try:
-        node = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return False
+    node = read_yaml(path)
     for part in key.split("."):
         if isinstance(node, dict) and part not in node and isinstance(node.get("init_args"), dict):
             node = node["init_args"]

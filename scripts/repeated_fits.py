@@ -1,5 +1,6 @@
 """What the commands that run scripts/fit.py several times share: each fit evaluated, then every metric's mean ± std."""
 
+import argparse
 import json
 import math
 import statistics
@@ -26,6 +27,19 @@ def fit_and_evaluate(fit_args: list[str]) -> tuple[str, dict[str, float]]:
     # Not test's return value: it leaves out the per-class accuracies, which are kept out of the loggers.
     tested = {name: value for name, value in cli.trainer.callback_metrics.items() if name.startswith("test/")}
     return cli.trainer.log_dir, {**metrics, **tested}
+
+
+def script_parser(description: str, prefix: str) -> argparse.ArgumentParser:
+    """The parser of a command that fits several times, with its ``--output`` option; the command adds its own."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"JSON file for the results; default: {prefix}_<first run>.json next to the run folders.",
+    )
+    return parser
 
 
 def summarize(results: list[dict[str, float]]) -> dict[str, dict[str, float | list[float]]]:

@@ -12,24 +12,16 @@ Examples:
 
 import argparse
 import sys
-from pathlib import Path
 
 from fit import expand_short_flags, run
-from repeated_fits import run_all
+from repeated_fits import run_all, script_parser
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This script's own options, and the rest: scripts/fit.py's."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = script_parser(__doc__, "seeds")
     parser.add_argument("--seeds", type=int, default=5, help="Number of runs, at least 2 (default 5).")
     parser.add_argument("--first_seed", type=int, default=0, help="The seed of the first run; the next add 1 each.")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        help="JSON file for the results; default: seeds_<first run>.json next to the run folders.",
-    )
     return parser.parse_known_args(argv)
 
 
