@@ -1,33 +1,13 @@
-"""Checkpoints that survive a crash: a current ``last.ckpt``, periodic saves within long epochs, atomic writes."""
+"""Checkpoints that survive a crash: a current ``last.ckpt``, and periodic saves within long epochs.
 
-import os
+The files themselves are written whole by :class:`loggers.AtomicCheckpointIO`.
+"""
+
 import time
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.plugins.io import TorchCheckpointIO
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a hidden ``.NAME.part`` file beside it, then renames it into place.
-
-    A crash or a full disk while writing leaves the previous file of that name whole (the rename
-    replaces it in one step), never a truncated checkpoint as the only copy. Remote paths (``s3://``
-    and the like) are written as Lightning does.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        if "://" in str(path):
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        directory, name = os.path.split(os.fspath(path))
-        partial = os.path.join(directory, f".{name}.part")
-        try:
-            super().save_checkpoint(checkpoint, partial, storage_options)
-            os.replace(partial, path)
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
 
 
 class RunCheckpoint(ModelCheckpoint):

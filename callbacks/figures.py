@@ -7,8 +7,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from callbacks.logger_media import log_figure, log_text, media_loggers
-from callbacks.plots import confusion_figure, labelled_images_figure
+from loggers.media import log_figure, log_text, media_loggers
 
 
 class ClassificationFigures(Callback):
@@ -68,6 +67,8 @@ class ClassificationFigures(Callback):
     def _log(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.confusion is None or trainer.sanity_checking:
             return
+        from loggers.plots import confusion_figure, labelled_images_figure  # matplotlib, only once there is a figure
+
         names = getattr(trainer.datamodule, "class_names", None) or [str(i) for i in range(self.confusion.num_classes)]
         matrix = self.confusion.compute()  # over all DDP ranks
         where = "validation" if stage == "val" else "test"

@@ -14,7 +14,7 @@ from lightning.pytorch.tuner import lr_finder
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.parsing import lightning_setattr
 
-from callbacks.quiet import lightning_messages_dropped
+from loggers.lightning_messages import lightning_messages_dropped
 
 # Lightning's LR finder smooths the losses with an exponential moving average of this factor.
 SMOOTHING = 0.98

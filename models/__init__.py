@@ -9,10 +9,22 @@ from models.activations import Swish
 from models.airbench import Airbench94
 from models.classifier import ImageClassifier
 from models.cnn import CNN
+from models.ema import EMAWeights
 from models.losses import FocalLoss
 from models.mlp import MLP
 from models.optimizers import MomentumSGD
 from models.pretrained import Pretrained
 from models.resnet import ResNet9
 
-__all__ = ["Airbench94", "CNN", "MLP", "FocalLoss", "ImageClassifier", "MomentumSGD", "Pretrained", "ResNet9", "Swish"]
+__all__ = [
+    "Airbench94",
+    "CNN",
+    "EMAWeights",
+    "MLP",
+    "FocalLoss",
+    "ImageClassifier",
+    "MomentumSGD",
+    "Pretrained",
+    "ResNet9",
+    "Swish",
+]

@@ -1,5 +1,6 @@
 """The classifier logic every model shares: loss, optimizer, learning-rate schedule, metrics."""
 
+import inspect
 import math
 import warnings
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
+from models.ema import EMAWeights
 from models.optimizers import parameter_groups
 from models.schedules import per_step_schedule
 from models.tta import TTAName, tta_logits
@@ -95,7 +97,7 @@ class ImageClassifier(LightningModule):
         cycle_momentum: Let the onecycle schedule cycle the momentum (0.95 to 0.85 and back) where the
             optimizer has one; false keeps ``momentum``.
         ema_decay: Validate, test and save an exponential moving average of the weights (and BatchNorm
-            statistics) with this decay, after a warm-up (see ``callbacks.EMAWeights``); 0 turns it off.
+            statistics) with this decay, after a warm-up (see ``models.ema.EMAWeights``); 0 turns it off.
         tta: Test-time augmentation in validation, test and prediction (never in training): none;
             flip (mean of the logits of the image and its mirror; 2 forward passes); flip_translate
             (airbench's 6 views: that, averaged with the same for the image shifted one pixel up-left
@@ -176,6 +178,26 @@ class ImageClassifier(LightningModule):
         self.test_auroc = MulticlassAUROC(num_classes, average="none")
         # The metrics of the last validation and test left out because they are undefined there, with why.
         self.undefined_metrics: dict[str, str] = {}
+
+    @classmethod
+    def from_hparams(cls, hparams: dict[str, Any]) -> "ImageClassifier":
+        """A new model of this class built from a run's hyperparameters (``model.hparams``, or ``model:`` of the
+        run's ``hparams.yaml``): those that ``__init__`` takes, without the base class's options that a subclass
+        fixes (Airbench94's optimizer), which the hyperparameters keep as well."""
+        return cls(**{name: value for name, value in hparams.items() if name in cls.init_arguments()})
+
+    @classmethod
+    def init_arguments(cls) -> set[str]:
+        """The names of the arguments that ``cls(...)`` takes, those passed on to a base class by ``**kwargs`` too."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass):
+                continue
+            parameters = inspect.signature(klass.__init__).parameters.values()
+            names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+            if klass is ImageClassifier or not any(p.kind is p.VAR_KEYWORD for p in parameters):
+                break
+        return names - {"self"}
 
     def model_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Forward one batch; returns the loss, the class probabilities and the targets."""
@@ -295,8 +317,6 @@ class ImageClassifier(LightningModule):
         return self.tta_logits(x).softmax(dim=-1)
 
     def configure_callbacks(self) -> list[Callback]:
-        from callbacks.ema import EMAWeights  # here: the callbacks package imports this one
-
         return [EMAWeights(self.hparams.ema_decay)] if self.hparams.ema_decay else []
 
     def configure_optimizers(self) -> dict[str, Any]:

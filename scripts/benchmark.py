@@ -35,13 +35,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-import fit  # scripts/fit.py, next to this file
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 from torchvision import datasets, transforms
 
+from cli.environment import prepare_process
+from cli.flags import expand_short_flags
+from cli.parser import build_cli
 from datamodules import ClassificationDataModule
 from models import ImageClassifier
 
@@ -136,7 +138,7 @@ def fit_args(args: argparse.Namespace, data_dir: str) -> list[str]:
 
 def project_parts(args: argparse.Namespace, data_dir: str) -> tuple[ImageClassifier, ClassificationDataModule]:
     """The model and the (set up) datamodule that scripts/fit.py builds, for the plain loops to share."""
-    cli = fit.build_cli(fit_args(args, data_dir))
+    cli = build_cli(fit_args(args, data_dir))
     cli.datamodule.prepare_data()
     cli.datamodule.setup("fit")
     return cli.model, cli.datamodule
@@ -278,7 +280,7 @@ def run_project(args: argparse.Namespace, data_dir: str) -> dict[str, list[float
     if args.samples:
         options += ["--trainer.limit_train_batches", str(-(-args.samples // args.batch_size))]
     options += ["--checkpoint.monitor", "train/loss", "--checkpoint.mode", "min"]  # no validation to monitor
-    cli = fit.build_cli(fit.expand_short_flags([*fit_args(args, data_dir), *options]))
+    cli = build_cli(expand_short_flags([*fit_args(args, data_dir), *options]))
     speeds: dict[str, list[float]] = {"c": [], "b": []}
 
     def samples(trainer: Trainer) -> int:  # whole batches up to --samples
@@ -356,6 +358,7 @@ def measure(method: str, argv: list[str], data_dir: str, workdir: str) -> dict:
 
 def main() -> int:
     """Run every method in turn for the given rounds, then print samples/s, peak memory and the ratios."""
+    prepare_process()  # as scripts/fit.py: every method runs in a process set up as a run's
     args = parse_args()
     if args.worker:
         worker(args)

@@ -1,88 +1,12 @@
 #!/usr/bin/env python
-"""Evaluate a checkpoint on a datamodule's test split, or on a folder of labelled images; write the metrics as JSON.
+"""Evaluate a checkpoint on a test split or a folder of labelled images: `python scripts/test.py --help` tells how.
 
-Examples:
-    python scripts/test.py --ckpt_path lightning_logs/mnist-mlp-1/checkpoints/last.ckpt    # the data it was trained on
-    python scripts/test.py --ckpt_path CKPT --data.data_dir ../shared/data --data.download false
-    python scripts/test.py --ckpt_path CKPT --data FashionMNIST                          # another datamodule
-    python scripts/test.py --ckpt_path CKPT --images my_test_images                      # my_test_images/<class>/*.png
+The command lives in cli/commands/test.py; installed with pip, it is also the command `lic-test`.
 """
 
 import sys
-from pathlib import Path
 
-from checkpoint import (
-    CKPT_HELP,
-    CommandError,
-    add_data_arguments,
-    add_tta_argument,
-    checked_data,
-    data_from,
-    parse,
-    run_command,
-    with_tta,
-)
-from jsonargparse import ArgumentParser
-from lightning.pytorch import Trainer
-
-from callbacks import SaveTestMetrics
-from datamodules import ImageFiles
-
-
-def build_parser() -> ArgumentParser:
-    """The command's options."""
-    parser = ArgumentParser(description=__doc__, exit_on_error=False, allow_abbrev=False)
-    parser.add_argument("--ckpt_path", type=str, required=True, help=CKPT_HELP)
-    add_data_arguments(parser)
-    parser.add_argument(
-        "--images",
-        type=str | None,
-        default=None,
-        help="Test on this folder of labelled images instead, one subfolder per class named as the checkpoint's "
-        "classes (FOLDER/<class name>/*.png); any size or colour mode: they are converted as in training.",
-    )
-    parser.add_argument(
-        "--json",
-        type=str | None,
-        default=None,
-        help="Where to write the metrics; default: next to the checkpoint, as <checkpoint name>.test_metrics.json.",
-    )
-    parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto (a GPU when there is one).")
-    add_tta_argument(parser)
-    return parser
-
-
-def main(args: list[str]) -> None:
-    """Test the checkpoint, print the metrics and where they are written."""
-    parser = build_parser()
-    config, checkpoint = parse(parser, args)
-    if config.images is not None:
-        prep = checkpoint.preprocessing
-        data = checked_data(ImageFiles([config.images], **prep), checkpoint)
-        data.setup("test")
-        unlabelled = [path for path, label in zip(data.files, data.test_set.labels, strict=True) if label < 0]
-        if unlabelled:
-            raise CommandError(
-                f"{len(unlabelled)} image(s), such as {unlabelled[0]}, are not in a folder named after a class "
-                f"of the checkpoint ({', '.join(prep['class_names'])}): put each in FOLDER/<class name>/"
-            )
-        for path, reason in data.skipped:
-            print(f"skipped {path}: {reason}", file=sys.stderr)
-    else:
-        data = data_from(config, parser, checkpoint)
-    json_path = Path(config.json or checkpoint.path.with_suffix(".test_metrics.json"))
-    trainer = Trainer(
-        accelerator=config.accelerator,
-        devices=1,
-        logger=False,
-        default_root_dir=json_path.parent,
-        callbacks=[SaveTestMetrics(json_path.name)],
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
-    trainer.test(with_tta(checkpoint, config.tta), datamodule=data, ckpt_path=str(checkpoint.path))
-    print(f"Test metrics: {json_path}")
-
+from cli.commands.test import main
 
 if __name__ == "__main__":
-    sys.exit(run_command(main))
+    sys.exit(main())

@@ -1,11 +1,9 @@
 """Shared fixtures: fake datasets on disk, a runner for the scripts, and a checkpoint trained on fake MNIST."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -35,16 +33,6 @@ def run_script(
         text=True,
         timeout=timeout,
     )
-
-
-def load_fit_script() -> types.ModuleType:
-    """scripts/fit.py imported as a module, for tests of its functions in this process."""
-    if str(FIT.parent) not in sys.path:  # as when it runs: its sibling modules (cli_help) importable
-        sys.path.append(str(FIT.parent))
-    spec = importlib.util.spec_from_file_location("fit_script", FIT)
-    fit_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fit_script)
-    return fit_script
 
 
 def run_fit(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

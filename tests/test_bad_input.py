@@ -15,19 +15,20 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import QUICK, load_fit_script, run_fit
+from cli.commands.fit import main as fit_main
+from tests.conftest import QUICK, run_fit
 from tests.fake_data import write_cifar, write_image_folder, write_mnist
 
 
 def run_main(args: list[str], cwd: Path) -> tuple[int, list[str]]:
     """scripts/fit.py's main() in this process (the many cases stay fast): its exit code and its error lines."""
-    fit_script, stderr = load_fit_script(), io.StringIO()
+    stderr = io.StringIO()
     argv, workdir = sys.argv, os.getcwd()
     sys.argv = ["fit.py", *args]
     os.chdir(cwd)
     try:
         with contextlib.redirect_stderr(stderr):
-            code = fit_script.main()
+            code = fit_main()
     finally:
         sys.argv = argv
         os.chdir(workdir)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from cli.repeated_fits import summarize
 from datamodules import Digits
-from tests.conftest import QUICK, load_fit_script, run_script
+from tests.conftest import QUICK, run_script
 
 DIGITS = ["--data", "Digits", "--model", "MLP", "--model.hidden_sizes", "[32]", *QUICK]
 DIGITS += ["--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false"]
@@ -63,9 +64,6 @@ def test_cross_validation_under_ddp_prints_and_writes_its_summary_once(tmp_path:
 
 def test_a_diverged_run_gives_a_nan_summary_rather_than_a_crash() -> None:
     """A seed whose loss turned NaN: the other metrics are still summarized (statistics.stdev fails on NaN)."""
-    load_fit_script()  # scripts/ on the path, as when the scripts run
-    from repeated_fits import summarize
-
     summary = summarize([{"test/acc": 0.99, "test/loss": 0.1}, {"test/acc": 0.1, "test/loss": float("nan")}])
     assert math.isnan(summary["test/loss"]["mean"]) and math.isnan(summary["test/loss"]["std"])
     assert summary["test/acc"]["mean"] == pytest.approx(0.545) and summary["test/loss"]["values"][0] == 0.1

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import MLP, ResNet9
+from cli.commands.export import export_state_dict
+from models import CNN, MLP, Airbench94, ResNet9
 from tests.conftest import assert_user_error, run_script
 
 INPUTS = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(1))
@@ -50,6 +51,19 @@ def test_onnx_export_without_its_packages_says_what_to_install(mnist_mlp: Path, 
         "export", "--ckpt_path", str(mnist_mlp), "--formats", "onnx", cwd=tmp_path, env={"PYTHONPATH": str(blocked)}
     )
     assert_user_error(result, "pip install -e '.[onnx]'")
+
+
+def test_every_model_is_rebuilt_from_its_hyperparameters_for_its_state_dict(tmp_path: Path) -> None:
+    """Airbench94's hyperparameters also hold the base class's options it fixes (optimizer): export.py crashed."""
+    for model in (
+        Airbench94(10, (3, 16, 16), widths=(8, 8, 8)),
+        CNN(10, (1, 8, 8), channels=(4, 8)),
+        MLP(10, (1, 8, 8)),
+    ):
+        assert "optimizer" in model.hparams
+        rebuilt = export_state_dict(model.eval(), tmp_path / "weights.pth")
+        x = torch.randn(4, *model.hparams.input_shape)
+        torch.testing.assert_close(rebuilt(x), model(x))
 
 
 def test_resnet9_with_test_time_flips_traces_for_any_batch_size() -> None:

@@ -18,9 +18,11 @@ import torch
 import yaml
 from lightning.pytorch import Trainer
 
+from cli import environment
+from cli.parser import build_cli
 from datamodules import MNIST
 from models import MLP
-from tests.conftest import QUICK, load_fit_script, run_fit, run_script
+from tests.conftest import QUICK, run_fit, run_script
 from tests.fake_data import write_image_folder
 
 
@@ -292,7 +294,6 @@ def test_ddp_on_two_cpu_processes_shards_every_sample_exactly_once(
 def test_nvml_based_cuda_check_goes_only_where_nvml_cannot_be_loaded(
     monkeypatch: pytest.MonkeyPatch, nvml_loads: bool
 ) -> None:
-    fit_script = load_fit_script()
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as Lightning sets it on import
 
     def load_library(name: str) -> object:
@@ -300,8 +301,8 @@ def test_nvml_based_cuda_check_goes_only_where_nvml_cannot_be_loaded(
             raise OSError(f"{name}: cannot open shared object file: No such file or directory")
         return object()
 
-    monkeypatch.setattr(fit_script.ctypes, "CDLL", load_library)
-    fit_script.skip_nvml_without_driver()
+    monkeypatch.setattr(environment.ctypes, "CDLL", load_library)
+    environment.skip_nvml_without_driver()
     assert (os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1") is nvml_loads
 
 
@@ -336,10 +337,10 @@ def test_16_mixed_on_one_gpu(tmp_path: Path, mnist_root: Path) -> None:
 
 
 def test_help_keeps_the_examples_and_a_class_help_is_short(capsys: pytest.CaptureFixture, monkeypatch) -> None:
-    fit_script = load_fit_script()
+    environment.prepare_process()  # as every command does first
     monkeypatch.setenv("COLUMNS", "100")
     with pytest.raises(SystemExit):
-        fit_script.build_cli(["--help"])
+        build_cli(["--help"])
     help_text = capsys.readouterr().out
     assert "\nExamples:\n    python scripts/fit.py  " in help_text  # the docstring's lines, not one paragraph
     assert "--config CONFIG" in help_text
@@ -347,6 +348,6 @@ def test_help_keeps_the_examples_and_a_class_help_is_short(capsys: pytest.Captur
     headings = [line for line in help_text.splitlines() if line.endswith(":") and not line.startswith(" ")]
     assert not any("``" in heading or ":class:" in heading for heading in headings), headings
     with pytest.raises(SystemExit):
-        fit_script.build_cli(["--model.help", "CNN"])
+        build_cli(["--model.help", "CNN"])
     model_help = capsys.readouterr().out
     assert "--model.l1" in model_help and len(model_help.splitlines()) < 150, model_help[-2000:]

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from jsonargparse import Namespace
 
-from tests.conftest import QUICK, ROOT, load_fit_script, run_script
+from cli import parser
+from cli.errors import RunError
+from tests.conftest import QUICK, ROOT, run_script
 
 
 def free_port() -> int:
@@ -61,13 +63,12 @@ def test_the_mlflow_preset_logs_to_a_tracking_server(tmp_path: Path) -> None:
             server.wait()
 
 
-@pytest.mark.parametrize("logger", ["lightning.pytorch.loggers.WandbLogger", "callbacks.RunMLFlowLogger"])
+@pytest.mark.parametrize("logger", ["lightning.pytorch.loggers.WandbLogger", "loggers.RunMLFlowLogger"])
 def test_a_logger_whose_package_is_missing_stops_in_one_line(monkeypatch: pytest.MonkeyPatch, logger: str) -> None:
-    fit_script = load_fit_script()
-    monkeypatch.setattr(fit_script.importlib.util, "find_spec", lambda name: None)
-    loggers = [Namespace(class_path="callbacks.RunLogger"), Namespace(class_path=logger)]
-    with pytest.raises(fit_script.RunError) as raised:
-        fit_script.check_logger_packages(loggers)
+    monkeypatch.setattr(parser.importlib.util, "find_spec", lambda name: None)
+    loggers = [Namespace(class_path="loggers.RunLogger"), Namespace(class_path=logger)]
+    with pytest.raises(RunError) as raised:
+        parser.check_logger_packages(loggers)
     package = "wandb" if "Wandb" in logger else "mlflow"
     assert str(raised.value).endswith(f"needs the {package} package, which is not installed: pip install {package}")
-    fit_script.check_logger_packages(Namespace(class_path="callbacks.RunLogger"))  # TensorBoard's is always there
+    parser.check_logger_packages(Namespace(class_path="loggers.RunLogger"))  # TensorBoard's is always there

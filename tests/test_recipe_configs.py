@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import FIT, ROOT, load_fit_script, run_fit
+from cli.parser import build_cli
+from tests.conftest import FIT, ROOT, run_fit
 from tests.fake_data import write_image_folder, write_mnist
 
 CLASSES = tuple(f"class{i}" for i in range(10))
@@ -51,7 +52,7 @@ def test_options_a_recipe_leaves_out_are_its_classes_own_defaults(
     """Not those of the default MLP and MNIST: Airbench94 trained at the MLP's lr 0.001, and did not learn."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
-        load_fit_script().build_cli(["--config", str(ROOT / "configs" / config), "--print_config"])
+        build_cli(["--config", str(ROOT / "configs" / config), "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     given = yaml.safe_load((ROOT / "configs" / config).read_text())
     for key in ("model", "data"):

@@ -15,12 +15,13 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torchmetrics.classification import MulticlassF1Score
 
-from callbacks.ema import EMAWeights, warmed_up_decay
+from cli.parser import build_cli
 from datamodules import Digits
 from models import CNN, MLP, MomentumSGD
 from models.classifier import stage_metrics
+from models.ema import EMAWeights, warmed_up_decay
 from models.schedules import per_step_schedule
-from tests.conftest import QUICK, load_fit_script, run_script
+from tests.conftest import QUICK, run_script
 
 SCHEDULE = {"warmup_epochs": 0.0, "warmup_start_factor": 0.1, "end_factor": 0.0, "step_size": 2, "gamma": 0.5}
 
@@ -146,9 +147,8 @@ def test_each_evaluation_metric_counts_on_its_own_after_a_batch_without_mistakes
     ],
 )
 def test_options_that_need_validation_are_refused_without_it(args: list[str], message: str) -> None:
-    fit_script = load_fit_script()
     with pytest.raises(ValueError, match=message):
-        fit_script.build_cli(["--data", "Digits", *args])
+        build_cli(["--data", "Digits", *args])
 
 
 def test_seeds_without_validation_with_warmup_linear_schedule_and_top5(tmp_path: Path) -> None:
@@ -175,3 +175,12 @@ def test_seeds_without_validation_with_warmup_linear_schedule_and_top5(tmp_path:
         assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-9)  # end_factor 0
     metrics = json.loads((tmp_path / "lightning_logs" / "digits-mlp-1" / "test_metrics.json").read_text())
     assert Path(metrics["checkpoint"]).name == "last.ckpt"
+
+
+def test_seeds_refuses_a_seed_of_its_own(tmp_path: Path) -> None:
+    """--seed would be overridden by each run's seed (the runs took 0 and 1 for --seed 5): refused, with the fix."""
+    result = run_script("seeds", "--seeds", "2", "--data", "Digits", "--seed", "5", cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "lightning_logs").exists()
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --seed 5: seeds.py seeds each run itself; to start at 5, give --first_seed 5"
+    )

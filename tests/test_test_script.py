@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import assert_user_error, fit_accuracy, run_script
-from tests.fake_data import write_png_folder
+from tests.fake_data import write_mnist, write_png_folder
 
 
 def test_test_on_the_checkpoints_own_data_and_on_its_images_as_files(
@@ -32,6 +32,8 @@ def test_bad_checkpoints_and_data_end_with_one_line(mnist_mlp: Path, tmp_path: P
     unsorted = tmp_path / "unsorted" / "misc"
     unsorted.mkdir(parents=True)
     write_png_folder(tmp_path / "unsorted", torch.zeros(1, 28, 28, dtype=torch.uint8).numpy(), [0], ["misc"])
+    # The same number of classes, of images of the same shape, but other classes: the metrics would mean nothing.
+    fashion = ["--data", "FashionMNIST", "--data.data_dir", str(write_mnist(tmp_path / "data", "FashionMNIST"))]
     cases = [
         (["--ckpt_path", str(tmp_path / "missing.ckpt")], ["no checkpoint at"]),
         (["--ckpt_path", str(tmp_path / "notes.ckpt")], ["is not a readable PyTorch checkpoint"]),
@@ -39,6 +41,7 @@ def test_bad_checkpoints_and_data_end_with_one_line(mnist_mlp: Path, tmp_path: P
         (["--ckpt_path", str(mnist_mlp), "--data", "Digits"], ["the data has 10 classes of (1, 8, 8) images"]),
         (["--ckpt_path", str(mnist_mlp), "--images", str(tmp_path / "unsorted")], ["not in a folder named after"]),
         (["--ckpt_path", str(mnist_mlp), "--tta", "flip"], ["a mirror turns into other shapes"]),
+        (["--ckpt_path", str(mnist_mlp), *fashion, "--data.download", "false"], ["(T-shirt/top, Trouser", "(0 - zero"]),
     ]
     for args, fragments in cases:
         assert_user_error(run_script("test", *args, cwd=tmp_path), *fragments)

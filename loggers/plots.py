@@ -7,7 +7,6 @@ variant, and whose cells and labels overlap for 4-digit counts and long class na
 import math
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -59,10 +58,3 @@ def labelled_images_figure(images: Tensor, titles: list[str], columns: int = 8) 
             axes.imshow(image[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
         axes.set_title(titles[index], fontsize=8)
     return figure
-
-
-def figure_pixels(figure: Figure) -> np.ndarray:
-    """The figure rendered as an RGB array of shape (height, width, 3)."""
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
-from fit import USER_ERRORS, build_cli, fit, relative, stopped_code, tested_checkpoint, validates
+
+from cli.errors import USER_ERRORS
+from cli.exits import stopped_code
+from cli.fitting import fit, tested_checkpoint
+from cli.parser import build_cli, validates
+from cli.run_folders import relative
 
 
 def fit_and_evaluate(fit_args: list[str]) -> tuple[str, dict[str, float]]:

@@ -5,7 +5,7 @@ import os
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from callbacks.run_logger import ReservedRunFolder
+from loggers.run_folder import ReservedRunFolder
 
 
 class StepCSVLogger(ReservedRunFolder, CSVLogger):

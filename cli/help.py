@@ -2,9 +2,32 @@
 
 import argparse
 import re
+import textwrap
 
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser
+
+from cli.flags import BUILT_IN, SHORT_FLAGS
+
+FIT_USAGE = """Train an image classifier, then test its best checkpoint on the test split.
+
+Examples:
+    python scripts/fit.py                                    # the MLP on MNIST
+    python scripts/fit.py --config configs/digits.yaml       # offline, on scikit-learn's bundled digits
+    python scripts/fit.py --model CNN --data CIFAR10 --accelerator gpu --devices 2 --precision 16-mixed
+    python scripts/fit.py --model my_file.MyNet              # your own ImageClassifier subclass
+    python scripts/fit.py --print_config > run.yaml          # every option, as a file for --config
+    python scripts/fit.py --config configs/digits.yaml --name first-try  # the run folder lightning_logs/first-try
+    python scripts/fit.py --config lightning_logs/digits-cnn-1/config.yaml --ckpt_path last   # resume that run
+    (installed with pip, the same command is also lic-fit: lic-fit --config configs/digits.yaml)
+"""
+FIT_DESCRIPTION = (
+    FIT_USAGE
+    + textwrap.fill("Short flags: " + ", ".join(f"{short} = {full}" for short, full in SHORT_FLAGS.items()), 100)
+    + f".\nModels: {', '.join(BUILT_IN['model'])}, or the import path of an ImageClassifier subclass."
+    + f"\nData: {', '.join(BUILT_IN['data'])}, or the import path of a ClassificationDataModule subclass."
+    + "\n`--model.help CNN` and `--data.help ImageFolder` list a class's options."
+)
 
 # Known subclasses from these packages are counted, not listed: nn.Module alone has about 700 of them.
 LIBRARIES = ("torch", "torchvision", "torchmetrics", "lightning")

@@ -1,28 +1,23 @@
-"""What the commands after training share: a checkpoint's model and data, the data's batches, one-line errors."""
+"""What the commands after training share (test, predict, export, quantize): a checkpoint's model and data, and the
+data's batches."""
 
 import argparse
 import importlib
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fit  # scripts/fit.py, next to this file: its error messages, and the folder of the command on sys.path
 import torch
-from jsonargparse import ArgumentError, ArgumentParser, Namespace
-from lightning.fabric.utilities.exceptions import MisconfigurationException
+from jsonargparse import ArgumentParser, Namespace
 from torch import Tensor
 
-from datamodules import ClassificationDataModule, DataError
+from cli.errors import CommandError
+from datamodules import ClassificationDataModule
 from models import ImageClassifier
 from models.tta import TTAName
 
 CKPT_HELP = "Checkpoint written by scripts/fit.py, such as lightning_logs/mnist-mlp-1/checkpoints/last.ckpt."
-
-
-class CommandError(Exception):
-    """Bad input to a command: the message is one line that says what to do."""
 
 
 @dataclass
@@ -134,8 +129,20 @@ def checked_data(datamodule: ClassificationDataModule, checkpoint: Checkpoint) -
             f"checkpoint's model {hparams.num_classes} of {tuple(hparams.input_shape)}: "
             "give data like its training data"
         )
+    trained_on = list(checkpoint.preprocessing["class_names"])
+    if list(datamodule.class_names) != trained_on:
+        raise CommandError(
+            f"the data's classes ({listed(datamodule.class_names)}) are not those the checkpoint's model was trained "
+            f"on ({listed(trained_on)}): give data with its classes, named and ordered as in its training data"
+        )
     datamodule.load_state_dict(checkpoint.preprocessing)
     return datamodule
+
+
+def listed(names: list[str], most: int = 12) -> str:
+    """``names`` joined by commas, the first ``most`` of a longer list and how many more."""
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 def data_from(config: Namespace, parser: ArgumentParser, checkpoint: Checkpoint) -> ClassificationDataModule:
@@ -152,15 +159,3 @@ def batches(datamodule: ClassificationDataModule, stage: str = "test") -> Iterat
     loader = datamodule.test_dataloader() if stage == "test" else datamodule.train_dataloader()
     for images, labels in loader:
         yield datamodule.preprocess(images, train=False), labels
-
-
-def run_command(main: Callable[[list[str]], None]) -> int:
-    """Run ``main`` on the command line's arguments; bad input ends it with one ``error:`` line and exit code 1 or 2."""
-    try:
-        main(sys.argv[1:])
-    except (CommandError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (ArgumentError, MisconfigurationException, ValueError) as err:
-        return fit.report(err)
-    return 0

@@ -1,10 +1,15 @@
 """Figures and text for each logger that has a place for them: TensorBoard, MLflow and Weights & Biases."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
-from matplotlib.figure import Figure
 
-from callbacks.plots import figure_pixels
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MEDIA_LOGGERS = (TensorBoardLogger, MLFlowLogger, WandbLogger)
 
@@ -12,6 +17,15 @@ MEDIA_LOGGERS = (TensorBoardLogger, MLFlowLogger, WandbLogger)
 def media_loggers(trainer: Trainer) -> list[Logger]:
     """The run's loggers that can show figures (CSV's cannot)."""
     return [logger for logger in trainer.loggers if isinstance(logger, MEDIA_LOGGERS)]
+
+
+def figure_pixels(figure: Figure) -> np.ndarray:
+    """The figure rendered as an RGB array of shape (height, width, 3)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # only for W&B's images
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def artifact_name(tag: str, step: int, suffix: str) -> str:

@@ -1,4 +1,8 @@
-"""An exponential moving average of the weights, for validation, checkpoints, the final test and all after."""
+"""An exponential moving average of the weights, for validation, checkpoints, the final test and all after.
+
+A Lightning callback, but the one that ``--model.ema_decay`` makes the model add itself (its
+``configure_callbacks``): it lives beside the models so that they never import the callbacks package.
+"""
 
 from typing import Any
 

@@ -1,0 +1,27 @@
+"""One fit of a built command line, and the checkpoint it is tested on: what fit, seeds, folds and search share."""
+
+from lightning.pytorch import Trainer
+
+from cli.parser import FitCLI
+from cli.reports import describe_run
+from cli.resume import check_checkpoint
+
+
+def fit(cli: FitCLI) -> str:
+    """Fit the CLI's model on its datamodule; returns the best checkpoint's path ("" when none was kept)."""
+    if cli.config.ckpt_path:
+        check_checkpoint(cli.config.ckpt_path, cli.model)
+    if cli.config.init_weights:
+        cli.model.load_state_dict(check_checkpoint(cli.config.init_weights, cli.model)["state_dict"])
+    if cli.config.compile:
+        cli.model.compile()  # the forward pass only: loss, metrics and logging stay eager
+    if cli.trainer.is_global_zero:
+        print(describe_run(cli.trainer), flush=True)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+    return cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
+
+
+def tested_checkpoint(trainer: Trainer, best: str) -> str | None:
+    """The checkpoint a run is tested on: the best one, else (no validation chose one) ``last.ckpt``, if any."""
+    callback = trainer.checkpoint_callback
+    return best or (callback.last_model_path if callback is not None else "") or None
