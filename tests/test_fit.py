@@ -60,7 +60,7 @@ def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mni
     assert "last.ckpt" in checkpoints and len(best) == 1
     metrics = json.loads((run / "test_metrics.json").read_text())
     assert set(metrics) >= {"test/acc", "test/f1", "test/auroc", "test/loss", "checkpoint"}
-    assert Path(metrics["checkpoint"]).name == best[0]
+    assert Path(metrics["checkpoint"]).name == best[0] and 0 < metrics["time_s"] < 60  # the test loop's seconds
     assert f"Test accuracy:   {metrics['test/acc']:.2%}" in result.stdout
     assert "tensorboard --logdir lightning_logs" in result.stdout
     assert "optimizer" not in config and "lr_scheduler" not in config  # Lightning's own, unused: not options
