@@ -314,7 +314,7 @@ class ImageFolder(ClassificationDataModule):
                     f"{self.root / split}: {err}: add images to those class folders, or remove them"
                 ) from err
             if left_out := folders[split].left_out:
-                named = ", ".join(str(path.relative_to(self.root / split)) for path, _ in left_out[:3])
+                named = ", ".join(str(path.relative_to(self.root / split)) for path, _ in sorted(left_out)[:3])
                 print(
                     f"Left out {len(left_out)} symbolic link(s) in {self.root / split} (each file is read once, "
                     f"and only from its own class folder): {named}{', ...' if len(left_out) > 3 else ''}",
