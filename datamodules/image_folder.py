@@ -179,6 +179,7 @@ class _ClassFolder(datasets.ImageFolder):
     def make_dataset(
         self, directory: str, class_to_idx: dict[str, int], *args: Any, allow_empty: bool = False, **kwargs: Any
     ) -> list[tuple[str, int]]:
+        """(file, label) of the images in each class folder (``scan_images``); the links left out go to ``left_out``."""
         samples, seen, empty = [], set(), []
         for name, label in class_to_idx.items():
             files, left_out = scan_images(Path(directory, name), Path(directory), seen)
