@@ -2,6 +2,7 @@
 
 import math
 import os
+import sys
 from collections.abc import Sequence
 from itertools import accumulate, pairwise
 from typing import Any
@@ -101,6 +102,8 @@ class ClassificationDataModule(LightningDataModule):
         pin_memory: Page-locked host memory for faster copies to a GPU; default: on when CUDA is available.
         val_size: Validation part of the training data, as a fraction (< 1) or a number of samples; 0 trains
             on all of it without validation (scripts/fit.py then tests ``last.ckpt``, as nothing is chosen).
+            A fraction gives at least one sample per class (the best checkpoint is chosen on it); a number
+            smaller than the number of classes is taken as asked, with a warning.
         seed: Seed of the train/validation split (independent of the training seed).
         in_memory: Decode all images once and keep them in memory as uint8 tensors (true), or read
             them image by image every epoch (false); default: in memory when they take at most a
@@ -204,13 +207,27 @@ class ClassificationDataModule(LightningDataModule):
         self._augmentation: Augmentation | None = None
         self._alternating_flips: AlternatingFlips | None = None
 
+    def val_count(self, n: int) -> int:
+        """How many of ``n`` training samples the validation part takes (see ``val_size``); warns of one
+        asked for with fewer samples than classes."""
+        if self.val_size < 1:
+            return max(round(self.val_size * n), self.num_classes) if self.val_size else 0
+        if self.val_size < self.num_classes:
+            print(
+                f"warning: --data.val_size {self.val_size:g} holds fewer images than the {self.num_classes} classes: "
+                f"the best checkpoint is chosen on them; give at least {self.num_classes} for one per class",
+                file=sys.stderr,
+                flush=True,
+            )
+        return int(self.val_size)
+
     def split_train_val(self, labels: Tensor) -> tuple[list[int], list[int]]:
         """Indices of the training and validation parts among samples with these ``labels``.
 
         A seeded random ``val_size`` part, or, for cross-validation, fold ``fold`` of ``folds`` stratified folds.
         """
         if not self.folds:
-            return tuple(split_indices(len(labels), [self.val_size], self.seed))
+            return tuple(split_indices(len(labels), [self.val_count(len(labels))], self.seed))
         from sklearn.model_selection import StratifiedKFold  # here: scikit-learn takes seconds to import
 
         folds = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)

@@ -43,7 +43,7 @@ class Digits(ClassificationDataModule):
             rest, test = split_indices(len(data), [self.test_size], self.seed)
             train, val = ([rest[i] for i in part] for part in self.split_train_val(data.labels[torch.as_tensor(rest)]))
         else:
-            train, val, test = split_indices(len(data), [self.val_size, self.test_size], self.seed)
+            train, val, test = split_indices(len(data), [self.val_count(len(data)), self.test_size], self.seed)
         pixels = images[train].double() / 255
         self.mean, self.std = [pixels.mean().item()], [pixels.std().item()]
         self.train_set, self.val_set, self.test_set = data.subset(train), data.subset(val), data.subset(test)

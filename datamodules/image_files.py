@@ -4,29 +4,32 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torchvision import datasets
 
 from datamodules.base import ClassificationDataModule
 from datamodules.batches import TensorImages
 from datamodules.errors import DataError, first_line
-from datamodules.image_folder import load_image
+from datamodules.image_folder import load_image, scan_images
 from datamodules.transforms import to_uint8_tensor
 
 
-def find_images(paths: Sequence[str | Path]) -> list[Path]:
-    """``paths`` with each folder replaced by the image files below it (any depth, sorted).
+def find_images(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """``paths`` with each folder replaced by the image files below it (see ``scan_images``), and the symbolic
+    links left out there, with why.
 
     Files given by name are kept whatever their extension, so that an unreadable one is reported.
     """
     files: list[Path] = []
+    left_out: list[tuple[Path, str]] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in datasets.folder.IMG_EXTENSIONS)
+            found, left = scan_images(path)
+            files += found
+            left_out += left
         elif path.exists():
             files.append(path)
         else:
             raise DataError(f"{path} does not exist: give image files or folders that hold them")
-    return files
+    return files, left_out
 
 
 class ImageFiles(ClassificationDataModule):
@@ -34,7 +37,8 @@ class ImageFiles(ClassificationDataModule):
 
     Each file is decoded once in ``setup``, converted to grey or RGB and resized to the model's
     input size, then normalized with the model's statistics like every batch of this project. A file
-    that cannot be read is left out and listed in ``skipped``. A file in a folder named after one of
+    that cannot be read is left out and listed in ``skipped``, as are symbolic links that lead out of their
+    folder or to a file read already. A file in a folder named after one of
     ``class_names`` has that class as its label; any other has the label -1.
 
     Args:
@@ -72,7 +76,8 @@ class ImageFiles(ClassificationDataModule):
         to_tensor = to_uint8_tensor(resize_to=(height, width))
         label_of = {name: label for label, name in enumerate(self.class_names)}
         images, labels = [], []
-        for path in find_images(self.paths):
+        files, self.skipped = find_images(self.paths)
+        for path in files:
             try:
                 images.append(to_tensor(load_image(str(path), mode="L" if channels == 1 else "RGB")))
             except DataError as err:  # not an image, or a damaged one

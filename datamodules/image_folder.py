@@ -1,14 +1,17 @@
 """Your own images in class folders: root/train/<class>/*.png, with optional val/ and test/ folders."""
 
+import contextlib
 import functools
 import hashlib
 import os
+import statistics
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets
 
@@ -19,18 +22,113 @@ from datamodules.transforms import to_uint8_tensor
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 CACHE_FOLDER = ".tensor_cache"  # under root: decoded images, reused while the files are unchanged
-DECODING = 2  # in the cache's name: caches decoded another way (1: 16-bit images clipped) are not reused
+# In the cache's name: caches decoded another way (1: 16-bit images clipped, 2: EXIF orientation
+# ignored) are not reused.
+DECODING = 3
+PIXEL_LIMIT_VARIABLE = "MAX_IMAGE_PIXELS"  # sets PIL's guard against decompression bombs (0: no limit)
+SIZE_SAMPLE = 100  # training images whose median size is the default image size
+MAX_DEFAULT_SIDE = 1024  # larger default sizes are refused: images that large need --data.image_size
+Image.init()  # registers every format PIL reads, for IMAGE_EXTENSIONS
+IMAGE_EXTENSIONS = frozenset(ext for ext, format in Image.registered_extensions().items() if format in Image.OPEN)
+ROTATED_A_QUARTER = {5, 6, 7, 8}  # EXIF orientations that swap the stored width and height
+# Decoded images whose cache folder could not be written, kept for the rest of the run, and those folders.
+_KEPT_IN_MEMORY: dict[Path, TensorImages] = {}
+_UNWRITABLE: set[Path] = set()
 
 
-def open_image(path: str) -> Image.Image:
-    """The decoded image in the file at ``path``, in its own colour mode."""
+def _set_pixel_limit() -> None:
+    """Set PIL's decompression-bomb limit from the environment variable ``MAX_IMAGE_PIXELS`` where it is set."""
+    value = os.environ.get(PIXEL_LIMIT_VARIABLE)
+    if value is None:
+        return
+    if not value.isdigit():
+        raise ValueError(f"{PIXEL_LIMIT_VARIABLE}={value}: give a number of pixels, or 0 for no limit")
+    Image.MAX_IMAGE_PIXELS = int(value) or None
+
+
+@contextlib.contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """Any error in reading the image file at ``path`` as one DataError that names it and says what to do."""
+    _set_pixel_limit()
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image
+        yield
+    except Image.DecompressionBombError as err:
+        raise DataError(
+            f"cannot read the image {path} ({err}): shrink it, or raise the limit with the environment variable "
+            f"{PIXEL_LIMIT_VARIABLE} (PIL refuses images of more than twice that many pixels; 0: no limit)"
+        ) from err
     except OSError as err:  # PIL's UnidentifiedImageError and "image file is truncated" are OSErrors
         reason = "not an image, or damaged" if isinstance(err, UnidentifiedImageError) else str(err)
         raise DataError(f"cannot read the image {path} ({reason}): remove or replace it") from err
+
+
+def open_image(path: str) -> Image.Image:
+    """The decoded image in the file at ``path`` (the first frame of an animation), in its own colour mode,
+    turned upright by its EXIF orientation tag as phones store photos."""
+    with _reading(path), Image.open(path) as image:
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+        return image
+
+
+def image_header(path: str) -> tuple[str, int, int]:
+    """The colour mode, height and width (upright, after its EXIF orientation) of the image at ``path``, read
+    from its header without decoding it."""
+    with _reading(path), Image.open(path) as image:
+        width, height = image.size
+        if image.getexif().get(ExifTags.Base.Orientation) in ROTATED_A_QUARTER:
+            width, height = height, width
+        return image.mode, height, width
+
+
+def _is_below(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _links_last(folder: str, names: list[str]) -> list[str]:
+    """``names`` sorted, symbolic links after the rest: a file or folder is read where it is, not through a link."""
+    return sorted(names, key=lambda name: (os.path.islink(os.path.join(folder, name)), name))
+
+
+def scan_images(
+    folder: Path, within: Path | None = None, seen: set[str] | None = None
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The image files below ``folder`` (any depth, sorted; every extension PIL reads), and what was left out, why.
+
+    Symbolic links are read as the files they point to, each real file once (``seen``: the real paths read
+    already, shared by the class folders of one split). A link to a folder is followed only into a folder
+    below ``folder`` not scanned yet: never to ``.``, ``..``, a loop or another class's folder. A link to an
+    image inside ``within`` (the split's folder) but outside ``folder`` (another class's image) is left out.
+    """
+    seen = set() if seen is None else seen
+    top = os.path.realpath(folder)
+    within_real = os.path.realpath(within or folder)
+    visited = {top}
+    files: list[Path] = []
+    left_out: list[tuple[Path, str]] = []
+    for current, dirnames, filenames in os.walk(folder, followlinks=True):
+        followed = []
+        for name in _links_last(current, dirnames):
+            real = os.path.realpath(os.path.join(current, name))
+            if _is_below(real, top) and real not in visited:
+                visited.add(real)
+                followed.append(name)
+            else:
+                left_out.append((Path(current, name), "a link to a folder outside its own, or scanned already"))
+        dirnames[:] = followed  # os.walk descends only into these
+        for name in _links_last(current, filenames):
+            path = Path(current, name)
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            real = os.path.realpath(path)
+            if real in seen:
+                left_out.append((path, "a link to a file read already"))
+            elif _is_below(real, within_real) and not _is_below(real, top):
+                left_out.append((path, "a link to an image of another class"))
+            else:
+                seen.add(real)
+                files.append(path)
+    return sorted(files), left_out
 
 
 def to_8_bits(image: Image.Image, path: str) -> Image.Image:
@@ -67,14 +165,31 @@ def load_image(path: str, mode: str) -> Image.Image:
 
 
 class _ClassFolder(datasets.ImageFolder):
-    """torchvision's ImageFolder with the class list given, so val/ and test/ use train/'s label numbers."""
+    """torchvision's ImageFolder with the class list given, so val/ and test/ use train/'s label numbers, and
+    with the files found by ``scan_images``: those left out are in ``left_out``."""
 
     def __init__(self, root: Path, classes: list[str], **kwargs: Any) -> None:
         self.given_classes = classes
+        self.left_out: list[tuple[Path, str]] = []
         super().__init__(str(root), **kwargs)
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         return self.given_classes, {name: index for index, name in enumerate(self.given_classes)}
+
+    def make_dataset(
+        self, directory: str, class_to_idx: dict[str, int], *args: Any, allow_empty: bool = False, **kwargs: Any
+    ) -> list[tuple[str, int]]:
+        """(file, label) of the images in each class folder (``scan_images``); the links left out go to ``left_out``."""
+        samples, seen, empty = [], set(), []
+        for name, label in class_to_idx.items():
+            files, left_out = scan_images(Path(directory, name), Path(directory), seen)
+            samples += [(str(path), label) for path in files]
+            self.left_out += left_out
+            if not files:
+                empty.append(name)
+        if empty and not allow_empty:
+            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}")
+        return samples
 
 
 def channel_stats(dataset: Dataset, indices: list[int], max_images: int, seed: int) -> tuple[list[float], list[float]]:
@@ -97,14 +212,18 @@ class ImageFolder(ClassificationDataModule):
     """Your own images, in folders named after their classes: root/train/<class name>/<image files>.
 
     ``root/val/`` and ``root/test/`` are optional and laid out the same way; where one is missing, a
-    seeded part of ``train/`` stands in for it. Images are resized and converted to one colour mode.
-    When they are held in memory (``in_memory``), they are decoded once and cached as tensors in
-    ``root/.tensor_cache/``, so later runs start at once; the cache is rebuilt when files change.
+    seeded part of ``train/`` stands in for it. Every file PIL reads is an image (the first frame of an
+    animation), turned upright by its EXIF orientation; symbolic links are read as their files, each file
+    once, and never out of their class folder (see ``scan_images``; the number left out is printed).
+    Images are resized and converted to one colour mode. When they are held in memory (``in_memory``),
+    they are decoded once and cached as tensors in ``cache_dir``, so later runs start at once; the cache is
+    rebuilt when files change, and kept in memory for the run where it cannot be written.
 
     Args:
         root: Folder holding ``train/`` (and optionally ``val/``, ``test/``).
         image_size: Resize every image to this size: one number for a square, or [height, width];
-            default: the size of the first training image.
+            default: the median height and width of up to 100 training images, which must be at most
+            1024 pixels (larger images need an ``image_size``).
         grayscale: Read images as 1-channel grey (true) or 3-channel RGB (false); default: grey if the
             first training image is.
         mean: Per-channel normalization mean; default: computed from the training part.
@@ -112,6 +231,8 @@ class ImageFolder(ClassificationDataModule):
         test_size: Test part taken from ``train/`` when there is no ``test/`` folder, as a fraction
             (< 1) or a number of images.
         stats_images: At most this many training images are read to compute ``mean`` and ``std``.
+        cache_dir: Folder for the cache of decoded images; default: ``root/.tensor_cache``. Give another
+            one where ``root`` is read-only.
         **kwargs: Loader and split options of :class:`ClassificationDataModule`.
     """
 
@@ -124,10 +245,12 @@ class ImageFolder(ClassificationDataModule):
         std: list[float] | None = None,
         test_size: float = 0.1,
         stats_images: int = 10_000,
+        cache_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.root = Path(root)
+        self.cache_dir = cache_dir
         train_dir = self.root / "train"
         if not train_dir.is_dir():
             raise DataError(
@@ -140,17 +263,30 @@ class ImageFolder(ClassificationDataModule):
                 f"found {len(self.class_names)}"
             )
         self.num_classes = len(self.class_names)
-        first = self._first_image(train_dir)
+        self.folders = self._scan()
+        files = [path for path, _ in self.folders["train"].samples]
+        sample = min(SIZE_SAMPLE, len(files))
+        picks = [files[i * len(files) // sample] for i in range(sample)]  # spread over every class
+        modes, heights, widths = zip(*map(image_header, picks), strict=True)
         if grayscale is None:
-            grayscale = first.mode in GREY_MODES
+            grayscale = modes[0] in GREY_MODES
         if image_size is None:
-            image_size = (first.height, first.width)
+            image_size = (statistics.median_low(heights), statistics.median_low(widths))
+            if max(image_size) > MAX_DEFAULT_SIDE:
+                raise DataError(
+                    f"the training images in {train_dir} are {image_size[0]}x{image_size[1]} pixels (the median of "
+                    f"{sample}), too large to train on: resize them as they are read with --data.image_size, "
+                    "e.g. 224 (or [height, width])"
+                )
         elif isinstance(image_size, int):
             image_size = (image_size, image_size)
         self.image_size = tuple(image_size)
         self.grayscale = grayscale
         channels = 1 if grayscale else 3
         self.input_shape = (channels, *self.image_size)
+        for folder in self.folders.values():
+            folder.loader = functools.partial(load_image, mode="L" if grayscale else "RGB")
+            folder.transform = to_uint8_tensor(resize_to=self.image_size)
         if (mean is None) != (std is None):
             raise ValueError("give both --data.mean and --data.std, or neither to compute them from the data")
         for name, stats in (("mean", mean), ("std", std)):
@@ -166,43 +302,46 @@ class ImageFolder(ClassificationDataModule):
         self.test_size = test_size
         self.stats_images = stats_images
 
-    def _first_image(self, train_dir: Path) -> Image.Image:
-        for class_dir in sorted(train_dir.iterdir()):
-            for path in sorted(class_dir.iterdir()) if class_dir.is_dir() else ():
-                if path.suffix.lower() in datasets.folder.IMG_EXTENSIONS:
-                    return open_image(str(path))
-        raise DataError(f"no image files ({', '.join(datasets.folder.IMG_EXTENSIONS)}) under {train_dir}")
-
-    def _folder(self, split: str) -> datasets.ImageFolder:
-        loader = functools.partial(load_image, mode="L" if self.grayscale else "RGB")
-        try:
-            return _ClassFolder(
-                self.root / split,
-                self.class_names,
-                loader=loader,
-                transform=to_uint8_tensor(resize_to=self.image_size),
-                allow_empty=split != "train",
-            )
-        except FileNotFoundError as err:  # "Found no valid file for the classes ..."
-            raise DataError(f"{self.root / split}: {err}: add images to those class folders, or remove them") from err
-
-    def _folders(self) -> dict[str, datasets.ImageFolder]:
-        """The file lists of train/ and of whichever of val/ and test/ exist, each folder scanned once."""
-        return {split: self._folder(split) for split in ("train", "val", "test") if (self.root / split).is_dir()}
+    def _scan(self) -> dict[str, _ClassFolder]:
+        """The file lists of train/ and of whichever of val/ and test/ exist; prints how many links were left out."""
+        folders = {}
+        for split in ("train", "val", "test"):
+            if not (self.root / split).is_dir():
+                continue
+            try:
+                folders[split] = _ClassFolder(self.root / split, self.class_names, allow_empty=split != "train")
+            except FileNotFoundError as err:  # "Found no valid file for the classes ..."
+                raise DataError(
+                    f"{self.root / split}: {err}: add images to those class folders, or remove them"
+                ) from err
+            if left_out := folders[split].left_out:
+                named = ", ".join(str(path.relative_to(self.root / split)) for path, _ in sorted(left_out)[:3])
+                print(
+                    f"Left out {len(left_out)} symbolic link(s) in {self.root / split} (each file is read once, "
+                    f"and only from its own class folder): {named}{', ...' if len(left_out) > 3 else ''}",
+                    flush=True,
+                )
+        return folders
 
     def _cache_path(self, split: str, folder: datasets.ImageFolder) -> Path:
         """Where the decoded images of ``folder`` are cached: named after its files, their sizes and times."""
-        digest = hashlib.sha256(repr((self.class_names, self.image_size, self.grayscale, DECODING)).encode())
+        # A cache folder of one's own may serve several image folders: then their place is part of the key.
+        place = None if self.cache_dir is None else str(self.root.resolve())
+        digest = hashlib.sha256(repr((self.class_names, self.image_size, self.grayscale, DECODING, place)).encode())
         for path, label in folder.samples:
             stat = os.stat(path)
             digest.update(f"{os.path.relpath(path, self.root)}:{label}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
         height, width = self.image_size
         mode = "L" if self.grayscale else "RGB"
-        return self.root / CACHE_FOLDER / f"{split}-{height}x{width}-{mode}-{digest.hexdigest()[:16]}.pt"
+        cache_dir = self.root / CACHE_FOLDER if self.cache_dir is None else Path(self.cache_dir)
+        return cache_dir / f"{split}-{height}x{width}-{mode}-{digest.hexdigest()[:16]}.pt"
 
     def _decoded(self, split: str, folder: datasets.ImageFolder) -> TensorImages:
-        """All images of ``folder`` (``root/split``) as uint8 tensors: from the cache, or decoded once and cached."""
+        """All images of ``folder`` (``root/split``) as uint8 tensors: from the cache, or decoded once and cached
+        (in memory for the rest of the run where the cache folder cannot be written)."""
         path = self._cache_path(split, folder)
+        if path in _KEPT_IN_MEMORY:
+            return _KEPT_IN_MEMORY[path]
         if path.is_file():
             try:
                 return TensorImages(**torch.load(path, weights_only=True))
@@ -217,20 +356,27 @@ class ImageFolder(ClassificationDataModule):
             data = TensorImages(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
         else:
             data = TensorImages(torch.empty(0, *self.input_shape, dtype=torch.uint8), torch.empty(0))
-        try:
-            path.parent.mkdir(exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({"images": data.images, "labels": data.labels}, partial)
-            os.replace(partial, path)  # atomic: a crash never leaves a truncated cache under the final name
-        except OSError as err:
-            print(f"Could not cache the decoded images in {path.parent} ({err}); they are decoded again next run")
+        if path.parent not in _UNWRITABLE:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(f".{os.getpid()}.tmp")
+                torch.save({"images": data.images, "labels": data.labels}, partial)
+                os.replace(partial, path)  # atomic: a crash never leaves a truncated cache under the final name
+                return data
+            except OSError as err:
+                _UNWRITABLE.add(path.parent)
+                print(
+                    f"Could not cache the decoded images in {path.parent} ({err}): they are kept in memory for "
+                    "this run only; give --data.cache_dir to cache them elsewhere",
+                    flush=True,
+                )
+        _KEPT_IN_MEMORY[path] = data
         return data
 
     def prepare_data(self) -> None:
         """Decode the images into the cache once, on one process per machine, when they are held in memory."""
-        folders = self._folders()
-        if self.keep_in_memory(sum(map(len, folders.values()))):
-            for split, folder in folders.items():
+        if self.keep_in_memory(sum(map(len, self.folders.values()))):
+            for split, folder in self.folders.items():
                 self._decoded(split, folder)
 
     def setup(self, stage: str) -> None:
@@ -240,12 +386,12 @@ class ImageFolder(ClassificationDataModule):
         """
         if self.train_set is not None:
             return
-        folders = self._folders()
+        folders = self.folders
         in_memory = self.keep_in_memory(sum(map(len, folders.values())))
         parts = {split: self._decoded(split, folder) if in_memory else folder for split, folder in folders.items()}
-        sizes = ([] if "val" in parts else [self.val_size]) + ([] if "test" in parts else [self.test_size])
-        train_idx, *held_out = split_indices(len(parts["train"]), sizes, self.seed, dataset_labels(parts["train"]))
         train = parts["train"]
+        sizes = ([] if "val" in parts else [self.val_count(len(train))]) + ([] if "test" in parts else [self.test_size])
+        train_idx, *held_out = split_indices(len(train), sizes, self.seed, dataset_labels(train))
         if self.mean is None:
             self.mean, self.std = channel_stats(train, train_idx, self.stats_images, self.seed)
 

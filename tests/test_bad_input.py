@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from cli.commands.fit import main as fit_main
 from tests.conftest import QUICK, run_fit
@@ -153,6 +154,19 @@ def test_unreadable_image_is_named(tmp_path: Path, in_memory: str) -> None:
     args = ["--data", "ImageFolder", "--data.root", str(root), "--data.in_memory", in_memory, *QUICK]
     assert_one_error(args, tmp_path, "cannot read the image", 1)
     assert_one_error(args, tmp_path, "broken.png (not an image, or damaged): remove or replace it", 1)
+
+
+def test_an_image_over_the_pixel_limit_stops_fit_in_one_line_before_any_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
+    monkeypatch.setenv("MAX_IMAGE_PIXELS", "100")  # refused: over 200 pixels; the images are 12x10
+    root = write_image_folder(tmp_path / "images", {"train": 6, "test": 2})
+    Image.new("RGB", (20, 20)).save(root / "train" / "dog" / "scan.png")
+    args = ["--data", "ImageFolder", "--data.root", str(root), *QUICK]
+    assert_one_error(args, tmp_path, "scan.png (Image size (400 pixels) exceeds limit of 200 pixels")
+    assert_one_error(args, tmp_path, "raise the limit with the environment variable MAX_IMAGE_PIXELS")
+    assert not (tmp_path / "lightning_logs").exists()
 
 
 def test_empty_class_folder_is_named(tmp_path: Path) -> None:

@@ -309,8 +309,8 @@ def test_image_folder_bad_layouts_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="at least two class folders"):
         ImageFolder(root=str(tmp_path / "one"))
     root = write_image_folder(tmp_path / "empty", {"train": 2})
-    (root / "train" / "zebra").mkdir()
-    with pytest.raises(DataError, match="zebra"):
-        ImageFolder(root=str(root)).setup("fit")
     with pytest.raises(ValueError, match="3 value"):
         ImageFolder(root=str(root), mean=[0.5], std=[0.5])
+    (root / "train" / "zebra").mkdir()
+    with pytest.raises(DataError, match="zebra"):
+        ImageFolder(root=str(root))

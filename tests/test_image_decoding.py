@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import ExifTags, Image
 
 from datamodules import DataError, ImageFiles, ImageFolder
 from datamodules.image_folder import load_image
@@ -77,26 +77,61 @@ def test_values_out_of_the_modes_range_are_an_error_not_clipped(tmp_path: Path, 
         load_image(str(tmp_path / "a.tif"), "L")
 
 
-def write_pair(root: Path, bits: int) -> None:
-    """root/train/<class>/<n>.png: the same two images per class, with 8 or 16 bits per pixel."""
+def saved_as(pixels: np.ndarray, kind: str, path: Path) -> None:
+    """8-bit grey ``pixels`` saved at ``path`` as ``kind``: as they are ("8-bit"), as 16-bit values, or stored
+    rotated with the EXIF orientation tag that turns them upright again, as phones store photos."""
+    if kind == "16-bit":
+        Image.fromarray(pixels.astype(np.uint16) * 257).save(path)
+    elif kind == "EXIF-rotated":
+        exif = Image.Exif()
+        exif[ExifTags.Base.Orientation] = 6  # "rotate 90 degrees clockwise to show"
+        Image.fromarray(pixels).rotate(90, expand=True).save(path, exif=exif)
+    else:
+        Image.fromarray(pixels).save(path)
+
+
+def write_pair(root: Path, kind: str) -> None:
+    """root/train/<class>/<n>.png: the same two images per class, saved as ``kind`` (see ``saved_as``)."""
     for label, name in enumerate(("dark", "light")):
         (root / "train" / name).mkdir(parents=True)
         for n in range(2):
-            pixels = (GREYS // (2 - label) + n).astype(np.uint16 if bits == 16 else np.uint8)
-            Image.fromarray(pixels * 257 if bits == 16 else pixels).save(root / "train" / name / f"{n}.png")
+            saved_as((GREYS // (2 - label) + n).astype(np.uint8), kind, root / "train" / name / f"{n}.png")
 
 
+@pytest.mark.parametrize("kind", ["16-bit", "EXIF-rotated"])
 @pytest.mark.parametrize("in_memory", [True, False])
-def test_16_bit_folders_train_cache_and_predict_as_their_8_bit_copies(tmp_path: Path, in_memory: bool) -> None:
+def test_copies_train_cache_and_predict_as_their_8_bit_originals(tmp_path: Path, in_memory: bool, kind: str) -> None:
     loaded = {}
-    for bits in (8, 16):
-        write_pair(tmp_path / str(bits), bits)
-        data = ImageFolder(str(tmp_path / str(bits)), in_memory=in_memory, val_size=1, test_size=1, num_workers=0)
+    for copy in ("8-bit", kind):
+        write_pair(tmp_path / copy, copy)
+        data = ImageFolder(str(tmp_path / copy), in_memory=in_memory, val_size=1, test_size=1, num_workers=0)
         data.prepare_data()  # decodes into the cache when in memory
         data.setup("fit")
         train = torch.stack([data.train_set[i][0] for i in range(len(data.train_set))])
-        files = ImageFiles([str(tmp_path / str(bits) / "train")], ["dark", "light"], data.input_shape, [0.5], [0.5])
+        files = ImageFiles([str(tmp_path / copy / "train")], ["dark", "light"], data.input_shape, [0.5], [0.5])
         files.setup("predict")  # what predict.py and test.py --images read
-        loaded[bits] = (train, files.test_set.images)
-    assert torch.equal(loaded[8][0], loaded[16][0]) and torch.equal(loaded[8][1], loaded[16][1])
-    assert loaded[16][1].max() > 200  # not all clipped to white, not all black
+        loaded[copy] = (data.input_shape, train, files.test_set.images)
+    assert loaded[kind][0] == loaded["8-bit"][0] == (1, *GREYS.shape)  # the default size is the upright one
+    assert torch.equal(loaded["8-bit"][1], loaded[kind][1]) and torch.equal(loaded["8-bit"][2], loaded[kind][2])
+    assert loaded[kind][2].max() > 200  # not all clipped to white, not all black
+
+
+def test_the_first_frame_of_an_animated_gif_is_read(tmp_path: Path) -> None:
+    frames = [Image.fromarray(GREYS), Image.fromarray(255 - GREYS)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    assert np.array_equal(np.asarray(load_image(str(tmp_path / "a.gif"), "L")), GREYS)
+
+
+def test_an_image_over_the_pixel_limit_is_one_error_that_says_how_to_allow_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")  # 64 pixels, over PIL's refusal at twice the limit
+    monkeypatch.setenv("MAX_IMAGE_PIXELS", "10")
+    with pytest.raises(DataError, match=r"a.png \(Image size \(64 pixels\) exceeds limit .*: shrink it, or raise"):
+        load_image(str(tmp_path / "a.png"), "L")
+    monkeypatch.setenv("MAX_IMAGE_PIXELS", "0")  # no limit
+    assert load_image(str(tmp_path / "a.png"), "L").size == (8, 8)
+    monkeypatch.setenv("MAX_IMAGE_PIXELS", "many")
+    with pytest.raises(ValueError, match="MAX_IMAGE_PIXELS=many: give a number of pixels, or 0 for no limit"):
+        load_image(str(tmp_path / "a.png"), "L")
