@@ -81,7 +81,7 @@ class ImageFiles(ClassificationDataModule):
             try:
                 images.append(to_tensor(load_image(str(path), mode="L" if channels == 1 else "RGB")))
             except DataError as err:  # not an image, or a damaged one
-                self.skipped.append((path, first_line(err.__cause__ or err)))
+                self.skipped.append((path, f"cannot read it as an image ({first_line(err.__cause__ or err)})"))
                 continue
             self.files.append(path)
             labels.append(label_of.get(path.parent.name, -1))

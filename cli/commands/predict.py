@@ -59,7 +59,7 @@ def predict_images(args: list[str]) -> None:
     data = ImageFiles(config.paths, batch_size=config.batch_size, **checkpoint.preprocessing)
     data.setup("predict")
     for path, reason in data.skipped:
-        print(f"skipped {path}: cannot read it as an image ({reason})", file=sys.stderr)
+        print(f"skipped {path}: {reason}", file=sys.stderr)
     trainer = Trainer(
         accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
     )
