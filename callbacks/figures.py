@@ -7,6 +7,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from datamodules.names import shown_name
 from loggers.media import log_figure, log_text, media_loggers
 
 
@@ -70,6 +71,7 @@ class ClassificationFigures(Callback):
         from loggers.plots import confusion_figure, labelled_images_figure  # matplotlib, only once there is a figure
 
         names = getattr(trainer.datamodule, "class_names", None) or [str(i) for i in range(self.confusion.num_classes)]
+        names = [shown_name(name) for name in names]
         matrix = self.confusion.compute()  # over all DDP ranks
         where = "validation" if stage == "val" else "test"
         for normalized, suffix, what in ((False, "", "images"), (True, "_normalized", "share of each true class")):

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from cli.errors import CommandError
 from datamodules import ClassificationDataModule
+from datamodules.names import shown_name
 from models import ImageClassifier
 from models.tta import TTAName
 
@@ -141,7 +142,7 @@ def checked_data(datamodule: ClassificationDataModule, checkpoint: Checkpoint) -
 
 def listed(names: list[str], most: int = 12) -> str:
     """``names`` joined by commas, the first ``most`` of a longer list and how many more."""
-    shown = ", ".join(names[:most])
+    shown = ", ".join(map(shown_name, names[:most]))
     return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 

@@ -18,6 +18,7 @@ from torchvision import datasets
 from datamodules.base import ClassificationDataModule, dataset_labels, split_indices
 from datamodules.batches import TensorImages
 from datamodules.errors import DataError
+from datamodules.names import shown_name
 from datamodules.transforms import to_uint8_tensor
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
@@ -315,10 +316,10 @@ class ImageFolder(ClassificationDataModule):
                     f"{self.root / split}: {err}: add images to those class folders, or remove them"
                 ) from err
             if left_out := folders[split].left_out:
-                named = ", ".join(str(path.relative_to(self.root / split)) for path, _ in sorted(left_out)[:3])
+                named = ", ".join(shown_name(path.relative_to(self.root / split)) for path, _ in sorted(left_out)[:3])
                 print(
-                    f"Left out {len(left_out)} symbolic link(s) in {self.root / split} (each file is read once, "
-                    f"and only from its own class folder): {named}{', ...' if len(left_out) > 3 else ''}",
+                    f"Left out {len(left_out)} symbolic link(s) in {shown_name(self.root / split)} (each file is read "
+                    f"once, and only from its own class folder): {named}{', ...' if len(left_out) > 3 else ''}",
                     flush=True,
                 )
         return folders
@@ -327,10 +328,12 @@ class ImageFolder(ClassificationDataModule):
         """Where the decoded images of ``folder`` are cached: named after its files, their sizes and times."""
         # A cache folder of one's own may serve several image folders: then their place is part of the key.
         place = None if self.cache_dir is None else str(self.root.resolve())
-        digest = hashlib.sha256(repr((self.class_names, self.image_size, self.grayscale, DECODING, place)).encode())
+        key = repr((self.class_names, self.image_size, self.grayscale, DECODING, place))
+        digest = hashlib.sha256(key.encode(errors="surrogateescape"))  # names that are not UTF-8 as their bytes
         for path, label in folder.samples:
             stat = os.stat(path)
-            digest.update(f"{os.path.relpath(path, self.root)}:{label}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+            entry = f"{os.path.relpath(path, self.root)}:{label}:{stat.st_size}:{stat.st_mtime_ns}\n"
+            digest.update(entry.encode(errors="surrogateescape"))
         height, width = self.image_size
         mode = "L" if self.grayscale else "RGB"
         cache_dir = self.root / CACHE_FOLDER if self.cache_dir is None else Path(self.cache_dir)
@@ -346,8 +349,9 @@ class ImageFolder(ClassificationDataModule):
             try:
                 return TensorImages(**torch.load(path, weights_only=True))
             except Exception as err:  # a cache from an interrupted or older run: decode again
-                print(f"Ignoring the unreadable image cache {path} ({err}); decoding again", flush=True)
-        print(f"Decoding the {len(folder):,} images in {self.root / split} into memory (once: then cached)", flush=True)
+                print(f"Ignoring the unreadable image cache {shown_name(path)} ({err}); decoding again", flush=True)
+        where = shown_name(self.root / split)
+        print(f"Decoding the {len(folder):,} images in {where} into memory (once: then cached)", flush=True)
         # A generator of its own: a DataLoader without one draws its workers' seed from the global generator,
         # and a run that builds the cache would then train on other random augmentations than one that reads it.
         loader = DataLoader(folder, batch_size=256, num_workers=self.num_workers, generator=torch.Generator())
@@ -366,8 +370,8 @@ class ImageFolder(ClassificationDataModule):
             except OSError as err:
                 _UNWRITABLE.add(path.parent)
                 print(
-                    f"Could not cache the decoded images in {path.parent} ({err}): they are kept in memory for "
-                    "this run only; give --data.cache_dir to cache them elsewhere",
+                    f"Could not cache the decoded images in {shown_name(path.parent)} ({err}): they are kept in memory "
+                    "for this run only; give --data.cache_dir to cache them elsewhere",
                     flush=True,
                 )
         _KEPT_IN_MEMORY[path] = data

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
+from datamodules.names import shown_name
 from models.ema import EMAWeights
 from models.optimizers import parameter_groups
 from models.schedules import per_step_schedule
@@ -254,6 +255,7 @@ class ImageClassifier(LightningModule):
         """
         class_acc, auroc = getattr(self, f"{stage}_class_acc"), getattr(self, f"{stage}_auroc")
         names = getattr(self.trainer.datamodule, "class_names", None) or range(self.hparams.num_classes)
+        names = [shown_name(str(name)) for name in names]  # metric names, in every logger and file
         accuracies = class_acc.compute()
         with warnings.catch_warnings():  # torchmetrics warns of each class absent: told below, once
             warnings.simplefilter("ignore")

@@ -20,6 +20,7 @@ from lightning.pytorch import Trainer
 from cli.exits import run_command
 from cli.trained import CKPT_HELP, add_tta_argument, load_checkpoint, with_tta
 from datamodules import ImageFiles
+from datamodules.names import shown_name
 
 
 def build_parser() -> ArgumentParser:
@@ -59,7 +60,7 @@ def predict_images(args: list[str]) -> None:
     data = ImageFiles(config.paths, batch_size=config.batch_size, **checkpoint.preprocessing)
     data.setup("predict")
     for path, reason in data.skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+        print(f"skipped {shown_name(path)}: {reason}", file=sys.stderr)
     trainer = Trainer(
         accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
     )
@@ -67,9 +68,9 @@ def predict_images(args: list[str]) -> None:
     probabilities, classes = torch.cat(trainer.predict(model, datamodule=data)).topk(config.top_k)
     rows = [
         {
-            "file": str(path),
+            "file": shown_name(path),
             "predictions": [
-                {"class": class_names[c], "probability": round(p, 6)}
+                {"class": shown_name(class_names[c]), "probability": round(p, 6)}
                 for c, p in zip(top_classes.tolist(), top_probs.tolist(), strict=True)
             ],
         }

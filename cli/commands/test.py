@@ -16,8 +16,18 @@ from lightning.pytorch import Trainer
 from callbacks import SaveTestMetrics
 from cli.errors import CommandError
 from cli.exits import run_command
-from cli.trained import CKPT_HELP, add_data_arguments, add_tta_argument, checked_data, data_from, parse, with_tta
+from cli.trained import (
+    CKPT_HELP,
+    add_data_arguments,
+    add_tta_argument,
+    checked_data,
+    data_from,
+    listed,
+    parse,
+    with_tta,
+)
 from datamodules import ImageFiles
+from datamodules.names import shown_name
 
 
 def build_parser() -> ArgumentParser:
@@ -54,11 +64,11 @@ def test_checkpoint(args: list[str]) -> None:
         unlabelled = [path for path, label in zip(data.files, data.test_set.labels, strict=True) if label < 0]
         if unlabelled:
             raise CommandError(
-                f"{len(unlabelled)} image(s), such as {unlabelled[0]}, are not in a folder named after a class "
-                f"of the checkpoint ({', '.join(prep['class_names'])}): put each in FOLDER/<class name>/"
+                f"{len(unlabelled)} image(s), such as {shown_name(unlabelled[0])}, are not in a folder named after a "
+                f"class of the checkpoint ({listed(prep['class_names'])}): put each in FOLDER/<class name>/"
             )
         for path, reason in data.skipped:
-            print(f"skipped {path}: {reason}", file=sys.stderr)
+            print(f"skipped {shown_name(path)}: {reason}", file=sys.stderr)
     else:
         data = data_from(config, parser, checkpoint)
     json_path = Path(config.json or checkpoint.path.with_suffix(".test_metrics.json"))
