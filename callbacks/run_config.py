@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
@@ -21,7 +22,9 @@ class SaveRunConfig(SaveConfigCallback):
     The file is created exclusively: a folder that holds another run's ``config.yaml`` stops the run
     before anything is trained, so no two runs share a folder. A resumed run (``--ckpt_path``)
     continues in the folder of its checkpoint; its configuration goes to ``config-resume-N.yaml``
-    beside the original.
+    beside the original. The run's own name and folder (``--name``, the logger's version) are left out:
+    ``--config`` with the file repeats the run in a new folder, and ``--ckpt_path last`` with it
+    resumes this one (found where the file is).
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -53,4 +56,16 @@ class SaveRunConfig(SaveConfigCallback):
             path = free_name(folder, f"{path.stem}-resume")
         folder.mkdir(parents=True, exist_ok=True)
         with open(path, "x") as file:  # "x": another run that got here first keeps its file
-            file.write(self.parser.dump(self.config, skip_none=False))
+            file.write(self.parser.dump(self.repeatable(), skip_none=False))
+
+    def repeatable(self) -> Namespace:
+        """The configuration without this run's name and the logger's version that names its folder."""
+        config = self.config.clone()
+        if config.get("name"):
+            config.name = None
+        logger = config.trainer.get("logger")
+        for each in logger if isinstance(logger, list) else [logger]:
+            init_args = getattr(each, "init_args", None)
+            if isinstance(init_args, Namespace) and init_args.get("version") == self.folder.name:
+                init_args.version = None
+        return config

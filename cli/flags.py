@@ -31,6 +31,11 @@ def expand_short_flags(args: list[str]) -> list[str]:
     return expanded
 
 
+def given(args: list[str], option: str) -> bool:
+    """Whether ``args`` give ``option`` (``--name X`` or ``--name=X``) on the command line itself."""
+    return any(arg.split("=", 1)[0] == option for arg in args)
+
+
 def with_default_classes(args: list[str]) -> list[str]:
     """``args`` with ``--model=models.MLP`` and ``--data=datamodules.MNIST`` first, where they choose no class.
 
@@ -45,8 +50,7 @@ def with_default_classes(args: list[str]) -> list[str]:
 
 def chooses_class(args: list[str], key: str) -> bool:
     """Whether ``args`` choose the class of ``key`` (model or data): by ``--KEY``, or in a ``--config`` file."""
-    flags = (f"--{key}", f"--{key}.class_path")
-    if any(arg.split("=", 1)[0] in flags for arg in args):
+    if given(args, f"--{key}") or given(args, f"--{key}.class_path"):
         return True
     for path in config_files(args):
         node = read_yaml(path)

@@ -30,7 +30,7 @@ from callbacks import (
     TrainLRMonitor,
 )
 from cli.errors import RunError, parse_error
-from cli.flags import with_default_classes
+from cli.flags import given, with_default_classes
 from cli.help import FIT_DESCRIPTION, FitArgumentParser
 from cli.resume import prepare_run
 from cli.run_folders import run_prefix
@@ -138,6 +138,8 @@ class FitCLI(LightningCLI):
         check_logger_packages(trainer.logger)
         if not validates(self.config.data.init_args):
             without_validation(self.config)
+        if self.config.ckpt_path and not given(self.command_line, "--init_weights"):
+            self.config.init_weights = None  # from a run's config.yaml: the weights it started from, not the resume's
         prepare_run(self.config, self.parser, self.trainer_defaults["callbacks"])
 
     def instantiate_classes(self) -> None:
@@ -161,6 +163,7 @@ class FitCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         given = sys.argv[1:] if args is None else list(args)
+        self.command_line = given
         try:
             super().parse_arguments(parser, with_default_classes(given))
         except ArgumentError as err:

@@ -55,8 +55,10 @@ def report_interrupted(stop: RunInterrupted, trainer: Trainer, args: list[str]) 
     if not stop.checkpoint:
         print(f"{where}: no last.ckpt to resume from (--trainer.enable_checkpointing false)", file=sys.stderr)
         return 130
+    # Not --init_weights: the resumed checkpoint holds the weights, and the two options are not given together.
+    left_out = {"--ckpt_path", "--init_weights"}
     previous = ["", *args[:-1]]
-    kept = [arg for arg, before in zip(args, previous, strict=True) if "--ckpt_path" not in (arg.split("=")[0], before)]
+    kept = [arg for arg, before in zip(args, previous, strict=True) if not {arg.split("=")[0], before} & left_out]
     command = shlex.join([*command_name(), *kept, "--ckpt_path", relative(trainer.log_dir)])
     saved = "written at this step" if stop.saved_now else "of the last epoch"
     print(f"{where}: last.ckpt {saved}: {relative(stop.checkpoint)}; resume with: {command}", file=sys.stderr)

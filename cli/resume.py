@@ -15,6 +15,7 @@ from callbacks.resume import OPTIONS_KEY
 from cli.errors import RunError
 from cli.run_folders import continue_in_its_folder, pointed_run, relative, runs_folder, versioned_logger
 from datamodules.errors import first_line
+from loggers.run_folder import claim_run_folder
 
 # Data options that say where the data is or how it is loaded, not what it is: free to change on a resume.
 LOADING_OPTIONS = {"data_dir", "download", "root", "num_workers", "pin_memory", "in_memory", "on_device"}
@@ -40,8 +41,9 @@ def prepare_run(config: Namespace, parser: ArgumentParser, callbacks: list[Callb
     logger = versioned_logger(config)
     if config.name and logger is not None:
         logger.version = config.name
-        # Rank 0 only: the other processes of a DDP run start when rank 0 may have made the folder already.
-        if rank_zero_only.rank == 0 and (runs_folder(config, logger) / config.name).exists() and not config.ckpt_path:
+        # Rank 0 only: the other processes of a DDP run start when rank 0 has claimed the folder already.
+        folder = runs_folder(config, logger) / config.name
+        if rank_zero_only.rank == 0 and not config.ckpt_path and not claim_run_folder(folder):
             raise RunError(
                 f"--name {config.name}: {relative(runs_folder(config, logger) / config.name)} holds another run: "
                 f"choose another name, or resume that run with --ckpt_path {config.name}"

@@ -1,6 +1,7 @@
 """Run folders with readable names (``digits-cnn-3``) that two runs never share, and a logger that only makes one."""
 
 import contextlib
+import os
 import re
 import shutil
 from pathlib import Path
@@ -28,25 +29,79 @@ def reserve_run_folder(root: Path, prefix: str) -> str:
             number += 1
 
 
+# File descriptors of the named run folders this process holds locked, for as long as it lives (see claim_run_folder).
+_CLAIMED: dict[Path, int] = {}
+
+
+def claim_run_folder(folder: Path) -> bool:
+    """Make ``folder`` this run's, for a run named by the user (``--name``); False where another run has it.
+
+    The folder is created with one ``mkdir`` and locked (``flock`` on the folder itself) for as long as
+    this process lives, so two runs started together with the same name never share it. A folder that
+    no live process holds and where no epoch ended (no checkpoint, no ``metrics.csv``) was left by a
+    run that failed or was killed before it saved anything: it is emptied and taken over. Where the
+    file system has no locks, an existing folder is another run's.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        saved = any(folder.rglob("*.ckpt")) or (folder / "metrics.csv").exists()
+        if saved or not _lock(folder):
+            return False
+        for path in folder.iterdir():
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        return True
+    return _lock(folder) is not False
+
+
+def _lock(folder: Path) -> bool | None:
+    """Lock ``folder`` for as long as this process lives: False where another live process holds it, None where
+    the file system (or the platform: Windows has no ``fcntl``) has no such locks."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return False
+    except OSError:  # no locks on this file system (some network file systems)
+        os.close(descriptor)
+        return None
+    _CLAIMED[folder.resolve()] = descriptor
+    return True
+
+
 class ReservedRunFolder:
     """A logger's version folder named ``PREFIX-N`` (``run-1``, ``run-2``, ...; scripts/fit.py sets ``folder_prefix``
     to the data and model, e.g. ``digits-cnn``), created by the global-rank-0 process the moment it is picked.
 
     Lightning's loggers take one more than the highest ``version_N`` and create that folder only when
     they first write, so two runs started together took the same folder. The other ranks use rank 0's
-    folder (Lightning broadcasts it). A version given by name (``version="my-run"``) is used as it is.
+    folder (Lightning broadcasts it). A version given by name (``version="my-run"``) is used as it is;
+    scripts/fit.py claims its folder first (``claim_run_folder``).
     """
 
     folder_prefix = "run"
-    reserved = False  # whether this run created its folder (see discard)
+    numbered = False  # whether this run created its numbered folder
     made_root = False  # whether it created the folder of the runs too
+
+    @property
+    def reserved(self) -> bool:
+        """Whether the run folder is this run's own: numbered and created by it, or claimed by name (see discard)."""
+        if self.numbered or getattr(self, "_version", None) is None:  # (asking log_dir would pick a folder)
+            return self.numbered
+        return Path(self.log_dir).resolve() in _CLAIMED
 
     def _get_next_version(self) -> int | str:
         if rank_zero_only.rank != 0 or "://" in str(self.root_dir):
             return super()._get_next_version()
         made_root = not Path(self.root_dir).exists()
         name = reserve_run_folder(Path(self.root_dir), self.folder_prefix)
-        self.reserved, self.made_root = True, made_root
+        self.numbered, self.made_root = True, made_root
         return name
 
     def discard(self) -> None:

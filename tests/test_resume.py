@@ -116,6 +116,7 @@ def test_killed_then_interrupted_mid_epoch_then_resumed_ends_as_an_uninterrupted
     assert yaml.safe_load((run / "config.yaml").read_text())["ckpt_path"] is None
     metrics = json.loads((run / "test_metrics.json").read_text())
     assert Path(metrics.pop("checkpoint")).name == Path(uninterrupted.pop("checkpoint")).name
+    assert metrics.pop("time_s") > 0 and uninterrupted.pop("time_s") > 0  # the seconds of each test: not the same
     assert metrics == uninterrupted  # same weights, same test results: optimizer, schedule, RNG, data order
     # metrics.csv: each epoch once, though written by three processes; the last validation as uninterrupted.
     rows = [list(csv.DictReader(open(folder / "metrics.csv"))) for folder in (newer, run)]
@@ -189,6 +190,36 @@ def test_a_second_run_into_a_named_run_folder_stops_before_touching_it(tmp_path:
     message = "--name first: lightning_logs/first holds another run: choose another name, or resume that run with"
     assert len(errors) == 1 and message in errors[0], again.stderr
     assert contents(tmp_path) == before
+    # Its config.yaml repeats it in a new folder: the name and the folder are the run's, not its options.
+    repeated = run_fit("--config", "lightning_logs/first/config.yaml", cwd=tmp_path)
+    assert repeated.returncode == 0, repeated.stderr
+    assert "Run folder:      lightning_logs/digits-mlp-1" in repeated.stdout
+    assert {path: data for path, data in contents(tmp_path).items() if path in before} == before
+
+
+def test_named_runs_started_together_or_killed_before_a_checkpoint(tmp_path: Path) -> None:
+    """Two runs with one name: one runs, the other stops at once, leaving nothing in its folder. A named run killed
+    before its first checkpoint starts again under its name; one from --init_weights resumes as printed."""
+    (tmp_path / "killed.py").write_text(KILLED)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    named = [sys.executable, str(FIT), *RUN, "--max_epochs", "1", "--name", "same"]
+    together = [subprocess.Popen(named, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    codes = sorted(run.wait(timeout=300) for run in together)
+    stopped = next(run.stderr.read() for run in together if run.returncode)
+    assert codes == [0, 1] and "error: --name same: lightning_logs/same holds another run" in stopped, stopped
+    events = (tmp_path / "lightning_logs/same").glob("events.out.tfevents.*")
+    assert len({path.name.split(".")[-2] for path in events}) == 1  # written by one process (its id), not two
+
+    from_weights = ["--name", "k", "--init_weights", "same", "--max_epochs", "2"]
+    assert fit(tmp_path, *from_weights, KILL_AT_STEP="3").returncode == -9
+    interrupted = fit(tmp_path, *from_weights, INTERRUPT_AT_STEP="50")
+    assert interrupted.returncode == 130, interrupted.stderr
+    command = shlex.split(interrupted.stderr.strip().splitlines()[-1].partition("; resume with: ")[2])
+    assert "--init_weights" not in command and command[-2:] == ["--ckpt_path", "lightning_logs/k"]
+    resumed = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    provenance = json.loads((tmp_path / "lightning_logs/k/provenance.json").read_text())
+    assert [Path(start["resumed_from"] or "none").name for start in provenance] == ["none", "last.ckpt"]
 
 
 def contents(folder: Path) -> dict[Path, bytes | None]:
