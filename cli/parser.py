@@ -30,7 +30,7 @@ from callbacks import (
     TrainLRMonitor,
 )
 from cli.errors import RunError, parse_error
-from cli.flags import given, with_default_classes
+from cli.flags import expand_short_flags, given, with_default_classes
 from cli.help import FIT_DESCRIPTION, FitArgumentParser
 from cli.resume import prepare_run
 from cli.run_folders import run_prefix
@@ -174,7 +174,8 @@ class FitCLI(LightningCLI):
 
 
 def build_cli(args: list[str] | None = None) -> FitCLI:
-    """Parse ``args`` (default: ``sys.argv``) and build the model, the datamodule and the Trainer."""
+    """Parse ``args`` (default: ``sys.argv``; short flags such as ``--max_epochs`` too) and build the model, the
+    datamodule and the Trainer."""
     return FitCLI(
         ImageClassifier,
         ClassificationDataModule,
@@ -199,7 +200,7 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
             ]
         },
         run=False,
-        args=args,
+        args=None if args is None else expand_short_flags(args),
         # allow_abbrev: argparse would take --trainer.max_epoch (or any prefix of an option) for the option.
         parser_kwargs={"description": FIT_DESCRIPTION, "exit_on_error": False, "allow_abbrev": False},
     )

@@ -336,6 +336,13 @@ def test_16_mixed_on_one_gpu(tmp_path: Path, mnist_root: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_the_command_line_builds_a_run_from_a_notebook_short_flags_too(tmp_path: Path, monkeypatch) -> None:
+    """As the README's Layout shows: cli.parser.build_cli, outside any command, with the short flags."""
+    monkeypatch.chdir(tmp_path)
+    cli = build_cli(["--data", "Digits", "--model", "CNN", "--max_epochs", "3", "--seed", "5"])
+    assert (cli.trainer.max_epochs, cli.config.seed_everything, type(cli.model).__name__) == (3, 5, "CNN")
+
+
 def test_help_keeps_the_examples_and_a_class_help_is_short(capsys: pytest.CaptureFixture, monkeypatch) -> None:
     environment.prepare_process()  # as every command does first
     monkeypatch.setenv("COLUMNS", "100")

@@ -1,0 +1,18 @@
+"""The command line: LightningCLI with this project's defaults, its errors and reports, and one module per command.
+
+- ``parser.py``: ``FitCLI`` and ``build_cli``, the command line of scripts/fit.py; ``help.py`` its help;
+  ``flags.py`` the short flags and default classes; ``config_files.py`` the files given to ``--config``.
+- ``errors.py``: every error a user can fix, worded as one line; ``exits.py``: exit codes, reports under
+  DDP, the teardown; ``environment.py``: the process set-up every command starts with.
+- ``run_folders.py`` and ``resume.py``: a run's folder, and the checkpoint it resumes or starts from;
+  ``reports.py``: what a run prints (its start line, its summary, where an interrupt left it).
+- ``fitting.py``: one fit; ``repeated_fits.py``: what seeds.py and cross_validate.py share;
+  ``trained.py``: what test.py, predict.py, export.py and quantize.py share.
+- ``commands/``: one module per command, each with its ``main()``, which scripts/NAME.py and the
+  installed ``lic-NAME`` call.
+
+Layer: may import callbacks, models, datamodules and loggers; nothing imports it but scripts/.
+
+Example, in a notebook: ``from cli.parser import build_cli; cli = build_cli(["--config", "configs/digits.yaml"])``
+builds the model, datamodule and Trainer of a run, then ``cli.trainer.fit(cli.model, datamodule=cli.datamodule)``.
+"""
