@@ -144,6 +144,7 @@ class FitCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
+        self.datamodule.augmentation  # noqa: B018  (resolved now: options that do not fit the images fail before the run)
         prefix = run_prefix(self.config)
         for logger in self.trainer.loggers:
             if isinstance(logger, ReservedRunFolder):

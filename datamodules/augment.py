@@ -197,6 +197,16 @@ class Augmentation:
             if getattr(self, name) not in kind.__args__:
                 raise ValueError(f"--data.{name} must be one of {', '.join(kind.__args__)}; got {getattr(self, name)}")
 
+    def check_size(self, height: int, width: int) -> None:
+        """Refuse a translation or a cutout at least as large as the images: it would shift out or erase them whole."""
+        side = min(height, width)
+        for name, does in (("translate", "shift the whole image out of view"), ("cutout", "erase whole images")):
+            if getattr(self, name) >= side:
+                raise ValueError(
+                    f"--data.{name} {getattr(self, name)} is not smaller than the {height}x{width} images: it would "
+                    f"{does}; give less than {side} (a quarter of the height is usual), or 0 for none"
+                )
+
     @classmethod
     def resolve(cls, preset: str, height: int, **options: object) -> "Augmentation":
         """The ``preset``'s options for images ``height`` pixels high, with the ``options`` that are not None."""

@@ -334,9 +334,12 @@ class ClassificationDataModule(LightningDataModule):
 
     @property
     def augmentation(self) -> Augmentation:
-        """The training augmentations: the preset and options, sized for this data's images."""
+        """The training augmentations: the preset and options, sized for this data's images (and checked against
+        their size)."""
         if self._augmentation is None:
-            self._augmentation = Augmentation.resolve(self.augment, self.input_shape[1], **self.augment_options)
+            augmentation = Augmentation.resolve(self.augment, self.input_shape[1], **self.augment_options)
+            augmentation.check_size(*self.input_shape[1:])
+            self._augmentation = augmentation
         return self._augmentation
 
     def flip_mask(self, n: int, device: torch.device) -> Tensor:
