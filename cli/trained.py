@@ -104,10 +104,30 @@ def add_tta_argument(parser: ArgumentParser) -> None:
 
 
 def with_tta(checkpoint: Checkpoint, tta: str | None) -> ImageClassifier:
-    """The checkpoint's model, set to the test-time augmentation ``tta`` when one is given."""
+    """The checkpoint's model, set to the test-time augmentation ``tta`` when one is given.
+
+    Flips are refused for a model trained on digits, whatever data the command reads (image files too).
+    """
     if tta is not None:
+        data_class = checkpoint.data_config["class_path"].rpartition(".")[2]
+        if tta != "none" and not trained_with_flips_allowed(checkpoint):
+            raise CommandError(
+                f"--tta {tta} averages over mirror images, and the checkpoint's model was trained on {data_class}, "
+                "whose digits a mirror turns into other shapes: use --tta none"
+            )
         checkpoint.model.tta = tta
     return checkpoint.model
+
+
+def trained_with_flips_allowed(checkpoint: Checkpoint) -> bool:
+    """Whether mirror images make sense for the checkpoint's training data (not for digits); True where its
+    datamodule cannot be imported to tell."""
+    module, _, name = checkpoint.data_config["class_path"].rpartition(".")
+    try:
+        data_class = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return True
+    return getattr(data_class, "flips_allowed", True)
 
 
 def parse(parser: ArgumentParser, args: list[str]) -> tuple[Namespace, Checkpoint | None]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.conftest import fit_accuracy, run_script
+from tests.conftest import assert_user_error, fit_accuracy, run_script
 
 
 def test_predict_a_folder_writes_top_k_csv_and_json_and_skips_unreadable_files(
@@ -33,6 +33,9 @@ def test_predict_a_folder_writes_top_k_csv_and_json_and_skips_unreadable_files(
     assert agree == fit_accuracy(mnist_mlp)
     predictions = json.loads(out_json.read_text())
     assert [(p["file"], p["predictions"][0]["class"]) for p in predictions] == [(r["file"], r["class_1"]) for r in rows]
+    # Mirror images of a model trained on digits: refused, though image files say nothing of what they hold.
+    flipped = run_script("predict", "--ckpt_path", str(mnist_mlp), str(mnist_pngs), "--tta", "flip", cwd=tmp_path)
+    assert_user_error(flipped, "--tta flip averages over mirror images", "trained on MNIST")
 
 
 def test_predict_converts_images_of_another_size_and_colour_mode(

@@ -26,7 +26,7 @@ def test_test_on_the_checkpoints_own_data_and_on_its_images_as_files(
     assert metrics["test/acc"] == pytest.approx(fit_accuracy(mnist_mlp), abs=1e-6)
 
 
-def test_bad_checkpoints_and_data_end_with_one_line(mnist_mlp: Path, tmp_path: Path) -> None:
+def test_bad_checkpoints_and_data_end_with_one_line(mnist_mlp: Path, mnist_pngs: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     unsorted = tmp_path / "unsorted" / "misc"
@@ -40,7 +40,9 @@ def test_bad_checkpoints_and_data_end_with_one_line(mnist_mlp: Path, tmp_path: P
         (["--ckpt_path", str(tmp_path / "other.ckpt")], ["holds no model class or data preprocessing"]),
         (["--ckpt_path", str(mnist_mlp), "--data", "Digits"], ["the data has 10 classes of (1, 8, 8) images"]),
         (["--ckpt_path", str(mnist_mlp), "--images", str(tmp_path / "unsorted")], ["not in a folder named after"]),
-        (["--ckpt_path", str(mnist_mlp), "--tta", "flip"], ["a mirror turns into other shapes"]),
+        (["--ckpt_path", str(mnist_mlp), "--tta", "flip"], ["--tta flip averages", "trained on MNIST"]),
+        # Image files say nothing of what they hold: the checkpoint's data does (the model was trained on digits).
+        (["--ckpt_path", str(mnist_mlp), "--images", str(mnist_pngs), "--tta", "flip"], ["trained on MNIST"]),
         (["--ckpt_path", str(mnist_mlp), *fashion, "--data.download", "false"], ["(T-shirt/top, Trouser", "(0 - zero"]),
     ]
     for args, fragments in cases:
