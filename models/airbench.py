@@ -128,9 +128,11 @@ class Airbench94(ImageClassifier):
         lookahead_decay: Per-step decay of the lookahead average, before the cubic ramp.
         label_smoothing: Label smoothing of the cross-entropy loss.
         tta: Test-time augmentation in validation, test and prediction: airbench's 6 views
-            (flip_translate) by default; flip or none (see ``ImageClassifier``).
+            (flip_translate) by default, none for digits; flip or none (see ``ImageClassifier``).
         channels_last: Keep weights and activations in channels-last memory layout (faster convolutions).
     """
+
+    flip_tta: TTAName = "flip_translate"
 
     def __init__(
         self,
@@ -154,7 +156,7 @@ class Airbench94(ImageClassifier):
         lookahead_every: int = 5,
         lookahead_decay: float = 0.95,
         label_smoothing: float = 0.2,
-        tta: TTAName = "flip_translate",
+        tta: TTAName | None = None,
         channels_last: bool = True,
     ) -> None:
         super().__init__(

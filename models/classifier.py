@@ -103,8 +103,12 @@ class ImageClassifier(LightningModule):
             flip (mean of the logits of the image and its mirror; 2 forward passes); flip_translate
             (airbench's 6 views: that, averaged with the same for the image shifted one pixel up-left
             and down-right with reflect padding). Refused for digits, which a mirror turns into other
-            shapes. ``forward`` (and so export and quantization) stays one plain pass.
+            shapes. ``forward`` (and so export and quantization) stays one plain pass. None (the default
+            of the models that average over mirror images, ``flip_tta``): ``flip_tta`` where the data
+            allows flips, none for digits; resolved when training starts and kept in checkpoints.
     """
+
+    flip_tta: TTAName = "flip"  # what a tta of None becomes where the data allows flips
 
     def __init__(
         self,
@@ -128,7 +132,7 @@ class ImageClassifier(LightningModule):
         end_factor: float = 0.0,
         cycle_momentum: bool = True,
         ema_decay: float = 0.0,
-        tta: TTAName = "none",
+        tta: TTAName | None = "none",
     ) -> None:
         options = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
@@ -153,7 +157,7 @@ class ImageClassifier(LightningModule):
             )
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1) (0 turns the average off), got {ema_decay}")
-        if tta not in TTAName.__args__:
+        if tta is not None and tta not in TTAName.__args__:
             raise ValueError(f"unknown tta {tta!r}: choose one of {', '.join(TTAName.__args__)}")
         # Collects the init arguments of the subclass too, so MyModel.load_from_checkpoint(path) just works.
         self.save_hyperparameters()
@@ -213,12 +217,16 @@ class ImageClassifier(LightningModule):
 
     def tta_logits(self, x: Tensor) -> Tensor:
         """The logits of ``x``: one forward pass in training, with the ``tta`` views in eval mode."""
-        return self(x) if self.training else tta_logits(self, x, self.tta)
+        return self(x) if self.training else tta_logits(self, x, self.tta or self.flip_tta)
 
     def setup(self, stage: str) -> None:
-        """Refuse a flipping ``tta`` for data that flips make no sense for (its ``flips_allowed`` is false)."""
+        """Resolve the default ``tta`` (None) by the data; refuse a flipping one for data that flips make no sense
+        for (its ``flips_allowed`` is false)."""
         datamodule = getattr(self._trainer, "datamodule", None)
-        if self.tta != "none" and not getattr(datamodule, "flips_allowed", True):
+        flips_allowed = getattr(datamodule, "flips_allowed", True)
+        if self.tta is None:
+            self.tta = self.hparams.tta = self.flip_tta if flips_allowed else "none"  # checkpoints keep it
+        elif self.tta != "none" and not flips_allowed:
             raise ValueError(
                 f"--model.tta {self.tta} averages over mirror images, and {type(datamodule).__name__} holds digits, "
                 "which a mirror turns into other shapes: use --model.tta none"

@@ -42,13 +42,14 @@ class ResNet9(ImageClassifier):
     any input of at least 8x8 work (3x32x32 CIFAR, 1x28x28 MNIST, 1x8x8 Digits).
 
     Unlike the other models, it averages the logits over the mirror image in validation, test and
-    prediction by default (``tta`` flip), as the speed records do.
+    prediction by default (``tta`` flip), as the speed records do; not for digits, which a mirror
+    turns into other shapes.
 
     Args:
         num_classes: Number of classes (from the datamodule).
         input_shape: (channels, height, width) of the input (from the datamodule).
         width: Multiplier of the channel counts: 1 gives 64, 128, 256 and 512; 0.25 gives 16, 32, 64, 128.
-        tta: Test-time augmentation, as :class:`ImageClassifier`'s; default flip.
+        tta: Test-time augmentation, as :class:`ImageClassifier`'s; default: flip, or none for digits.
         channels_last: Keep weights and activations in channels-last memory layout, which the CPU
             (oneDNN) and GPU (cuDNN) convolution kernels run faster on; the results are the same.
         **kwargs: Loss, optimizer and schedule options of :class:`ImageClassifier`.
@@ -59,7 +60,7 @@ class ResNet9(ImageClassifier):
         num_classes: int,
         input_shape: tuple[int, int, int],
         width: float = 1.0,
-        tta: TTAName = "flip",
+        tta: TTAName | None = None,
         channels_last: bool = True,
         **kwargs: Any,
     ) -> None:

@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 from datamodules import CIFAR10, MNIST, Digits, FashionMNIST
 from datamodules.augment import AlternatingFlips, auto_augment, cutout, mix, random_crop_flip
 from datamodules.batches import LoaderBatches, ShardedBatchSampler, TensorBatches, TensorImages
-from models import CNN
+from models import CNN, Airbench94, ImageClassifier, ResNet9
 from models.tta import tta_logits
 
 N = 64
@@ -178,3 +178,20 @@ def test_tta_is_refused_for_digits() -> None:
     model._trainer = types.SimpleNamespace(datamodule=Digits())
     with pytest.raises(ValueError, match="a mirror turns into other shapes"):
         model.setup("fit")
+
+
+def test_the_models_that_flip_by_default_do_not_for_digits() -> None:
+    """ResNet9 and Airbench94 stopped on Digits and MNIST with their own default tta; asked for, it is refused."""
+    for model, flip_tta in (
+        (ResNet9(10, (1, 8, 8), width=0.125), "flip"),
+        (Airbench94(10, (1, 16, 16)), "flip_translate"),
+    ):
+        for data, expected in ((Digits(), "none"), (CIFAR10(), flip_tta)):
+            model.tta = model.hparams.tta = None
+            model._trainer = types.SimpleNamespace(datamodule=data)
+            ImageClassifier.setup(model, "fit")  # (Airbench94's own also whitens from the data)
+            assert model.tta == model.hparams.tta == expected  # the checkpoint keeps it for test.py and predict.py
+    asked = ResNet9(10, (1, 8, 8), width=0.125, tta="flip")
+    asked._trainer = types.SimpleNamespace(datamodule=Digits())
+    with pytest.raises(ValueError, match="a mirror turns into other shapes"):
+        asked.setup("fit")
