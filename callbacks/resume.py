@@ -11,11 +11,13 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from callbacks.checkpoint import RunCheckpoint
 
 OPTIONS_KEY = "run_options"
+PRECISION_KEY = "precision"
 
 
 class OptionsInCheckpoint(Callback):
     """Stores the run's options (``options``: model, data and schedule, as scripts/fit.py resolved them)
-    in every checkpoint under ``run_options``, so a resume can refuse options that do not match."""
+    in every checkpoint under ``run_options``, so a resume can refuse options that do not match; and the
+    Trainer's precision under ``precision``, for test.py and predict.py to compute as training did."""
 
     def __init__(self) -> None:
         self.options: dict[str, Any] = {}
@@ -23,6 +25,7 @@ class OptionsInCheckpoint(Callback):
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         if self.options:
             checkpoint[OPTIONS_KEY] = self.options
+        checkpoint[PRECISION_KEY] = str(trainer.precision)
 
 
 class RunInterrupted(Exception):

@@ -12,6 +12,7 @@ import torch
 from jsonargparse import ArgumentParser, Namespace
 from torch import Tensor
 
+from callbacks.resume import PRECISION_KEY
 from cli.errors import CommandError
 from datamodules import ClassificationDataModule
 from datamodules.names import shown_name
@@ -29,6 +30,7 @@ class Checkpoint:
     model: ImageClassifier
     data_config: dict[str, Any] | None  # {"class_path": ..., "init_args": ...} of the datamodule it was trained on
     preprocessing: dict[str, Any]  # ClassificationDataModule.state_dict(): class_names, input_shape, mean, std
+    precision: str = "32-true"  # the Trainer's in training
 
 
 def import_class(class_path: str) -> Any:
@@ -69,7 +71,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CommandError(f"{path} holds a {hparams['_class_path']}, not an ImageClassifier")
     model = model_class.load_from_checkpoint(path, map_location="cpu")
     data_hparams.pop("_instantiator", None)
-    return Checkpoint(path, model.eval(), {"class_path": data_class, "init_args": data_hparams}, preprocessing)
+    data_config = {"class_path": data_class, "init_args": data_hparams}
+    precision = checkpoint.get(PRECISION_KEY, "32-true")  # checkpoints written before it was kept: float32
+    return Checkpoint(path, model.eval(), data_config, preprocessing, precision)
 
 
 def peek_checkpoint(args: list[str]) -> Checkpoint | None:
@@ -101,6 +105,25 @@ def add_tta_argument(parser: ArgumentParser) -> None:
         help="Test-time augmentation: none, flip or flip_translate (see --model.tta of scripts/fit.py); "
         "default: the checkpoint's.",
     )
+
+
+def add_precision_argument(parser: ArgumentParser) -> None:
+    """``--precision``, which overrides the precision the checkpoint's model was trained in."""
+    parser.add_argument(
+        "--precision",
+        type=str | None,
+        default=None,
+        help="Precision of the forward passes, as Lightning's Trainer takes it (32-true, bf16-mixed, 16-mixed); "
+        "default: the checkpoint's own, so that the figures are training's.",
+    )
+
+
+def inference_precision(checkpoint: Checkpoint, asked: str | None) -> str:
+    """``asked``, else the checkpoint's training precision (float32 in place of float16, which needs a GPU)."""
+    if asked is not None:
+        return asked
+    float16 = checkpoint.precision in ("16-mixed", "16", "16-true")
+    return "32-true" if float16 and not torch.cuda.is_available() else checkpoint.precision
 
 
 def with_tta(checkpoint: Checkpoint, tta: str | None) -> ImageClassifier:

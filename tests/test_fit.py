@@ -328,6 +328,13 @@ def test_bf16_mixed_precision_on_cpu_logged_to_weights_and_biases_offline(tmp_pa
     }
     assert any(name.startswith("test/confusion_matrix") for name in images), images
 
+    # scripts/test.py computes in the checkpoint's precision: the figures of the run, to the last digit.
+    tested = json.loads((run / "test_metrics.json").read_text())
+    again = run_script("test", "--ckpt_path", tested["checkpoint"], "--json", "again.json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    retested = json.loads((tmp_path / "again.json").read_text())
+    assert (retested["test/acc"], retested["test/loss"]) == (tested["test/acc"], tested["test/loss"])
+
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_16_mixed_on_one_gpu(tmp_path: Path, mnist_root: Path) -> None:

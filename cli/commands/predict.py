@@ -18,7 +18,14 @@ from jsonargparse import ArgumentParser
 from lightning.pytorch import Trainer
 
 from cli.exits import run_command
-from cli.trained import CKPT_HELP, add_tta_argument, load_checkpoint, with_tta
+from cli.trained import (
+    CKPT_HELP,
+    add_precision_argument,
+    add_tta_argument,
+    inference_precision,
+    load_checkpoint,
+    with_tta,
+)
 from datamodules import ImageFiles
 from datamodules.names import shown_name
 
@@ -35,6 +42,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=128, help="Images per forward pass.")
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto (a GPU when there is one).")
     add_tta_argument(parser)
+    add_precision_argument(parser)
     return parser
 
 
@@ -62,7 +70,12 @@ def predict_images(args: list[str]) -> None:
     for path, reason in data.skipped:
         print(f"skipped {shown_name(path)}: {reason}", file=sys.stderr)
     trainer = Trainer(
-        accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+        accelerator=config.accelerator,
+        devices=1,
+        precision=inference_precision(checkpoint, config.precision),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     model = with_tta(checkpoint, config.tta)
     probabilities, classes = torch.cat(trainer.predict(model, datamodule=data)).topk(config.top_k)

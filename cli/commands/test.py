@@ -19,9 +19,11 @@ from cli.exits import run_command
 from cli.trained import (
     CKPT_HELP,
     add_data_arguments,
+    add_precision_argument,
     add_tta_argument,
     checked_data,
     data_from,
+    inference_precision,
     listed,
     parse,
     with_tta,
@@ -50,6 +52,7 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto (a GPU when there is one).")
     add_tta_argument(parser)
+    add_precision_argument(parser)
     return parser
 
 
@@ -75,6 +78,7 @@ def test_checkpoint(args: list[str]) -> None:
     trainer = Trainer(
         accelerator=config.accelerator,
         devices=1,
+        precision=inference_precision(checkpoint, config.precision),
         logger=False,
         default_root_dir=json_path.parent,
         callbacks=[SaveTestMetrics(json_path.name)],
