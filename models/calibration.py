@@ -2,11 +2,12 @@
 classifier's logits so that its probabilities mean what they say; and the calibration figures of a set of logits."""
 
 import torch
+from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from models.classifier import ECE_BINS
+from models.classifier import ECE_BINS, ImageClassifier
 
 
 def fit_temperature(logits: Tensor, labels: Tensor, max_iter: int = 100) -> float:
@@ -46,9 +47,10 @@ def calibration_figures(logits: Tensor, labels: Tensor) -> dict[str, float]:
     }
 
 
-class TemperatureScaled(nn.Module):
+class TemperatureScaled(LightningModule):
     """``network(x) / temperature``: a network's logits with a checkpoint's temperature, whose softmax is calibrated
-    (what export.py writes and quantize.py measures)."""
+    (what export.py writes and quantize.py measures). A LightningModule for its ``to_torchscript`` and ``to_onnx``,
+    which trace a LightningModule inside without asking for its Trainer."""
 
     def __init__(self, network: nn.Module, temperature: Tensor) -> None:
         super().__init__()
@@ -57,3 +59,8 @@ class TemperatureScaled(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.network(x) / self.temperature
+
+
+def calibrated(model: ImageClassifier) -> TemperatureScaled:
+    """``model``'s network (one plain pass, in eval mode) with its logits divided by the model's temperature."""
+    return TemperatureScaled(model.eval(), model.temperature).eval()
