@@ -14,6 +14,7 @@ from callbacks.progress_log import ProgressLog
 from callbacks.provenance import SaveProvenance
 from callbacks.pruning import PruneTrial
 from callbacks.random_state import RandomStateInCheckpoint
+from callbacks.reliability import ReliabilityDiagram
 from callbacks.resume import OptionsInCheckpoint, RunInterrupted, StopOnInterrupt
 from callbacks.run_config import SaveRunConfig
 from callbacks.share_files import ShareRunFiles
@@ -32,6 +33,7 @@ __all__ = [
     "ProgressLog",
     "PruneTrial",
     "RandomStateInCheckpoint",
+    "ReliabilityDiagram",
     "RunCheckpoint",
     "RunHyperparameters",
     "RunInterrupted",

@@ -37,7 +37,7 @@ class ClassificationFigures(Callback):
         self.full = False
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if media_loggers(trainer):
+        if stage != "predict" and media_loggers(trainer):  # prediction has no labels: no figures
             self.confusion = MulticlassConfusionMatrix(pl_module.hparams.num_classes, validate_args=False)
 
     def _start(self, pl_module: LightningModule) -> None:

@@ -9,8 +9,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 class SaveTestMetrics(Callback):
     """After testing, write ``test_metrics.json`` into the run folder (TensorBoard's HPARAMS tab compares
-    runs by the same metrics: see :class:`callbacks.RunHyperparameters`), with the tested checkpoint and
-    ``time_s``, the seconds the test loop took (as ``metrics.csv`` has them for each epoch).
+    runs by the same metrics: see :class:`callbacks.RunHyperparameters`), with the tested checkpoint,
+    ``time_s``, the seconds the test loop took (as ``metrics.csv`` has them for each epoch), and the model's
+    ``temperature``.
 
     Args:
         filename: Name of the JSON file written into the run folder (the logger's version folder).
@@ -33,6 +34,8 @@ class SaveTestMetrics(Callback):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             seconds = round(time.monotonic() - self.started, 3)
             record = {**metrics, "checkpoint": trainer.ckpt_path, "time_s": seconds}
+            if hasattr(pl_module, "temperature"):  # that divided the logits (1: not calibrated)
+                record["temperature"] = float(pl_module.temperature)
             undefined = {k: v for k, v in getattr(pl_module, "undefined_metrics", {}).items() if k.startswith("test/")}
             if undefined:  # left out of the metrics, and said why
                 record["undefined"] = undefined

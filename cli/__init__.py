@@ -7,7 +7,8 @@
 - ``run_folders.py`` and ``resume.py``: a run's folder, and the checkpoint it resumes or starts from;
   ``reports.py``: what a run prints (its start line, its summary, where an interrupt left it).
 - ``fitting.py``: one fit; ``repeated_fits.py``: what seeds.py and cross_validate.py share;
-  ``trained.py``: what test.py, predict.py, export.py and quantize.py share.
+  ``trained.py``: what test.py, predict.py, export.py and quantize.py share; ``calibration.py``: what calibrate.py
+  and ``fit.py --calibrate`` share.
 - ``commands/``: one module per command, each with its ``main()``, which scripts/NAME.py and the
   installed ``lic-NAME`` call.
 

@@ -1,10 +1,14 @@
 """One fit of a built command line, and the checkpoint it is tested on: what fit, seeds, folds and search share."""
 
+from pathlib import Path
+
 from lightning.pytorch import Trainer
 
+from cli.calibration import Calibration, calibrate_checkpoint
 from cli.parser import FitCLI
 from cli.reports import describe_run
 from cli.resume import check_checkpoint
+from models.classifier import DEFAULT_STATE
 
 
 def fit(cli: FitCLI) -> str:
@@ -12,7 +16,8 @@ def fit(cli: FitCLI) -> str:
     if cli.config.ckpt_path:
         check_checkpoint(cli.config.ckpt_path, cli.model)
     if cli.config.init_weights:
-        cli.model.load_state_dict(check_checkpoint(cli.config.init_weights, cli.model)["state_dict"])
+        weights = check_checkpoint(cli.config.init_weights, cli.model)["state_dict"]
+        cli.model.load_state_dict({**weights, **DEFAULT_STATE})  # a new run from its weights starts uncalibrated
     if cli.config.compile:
         cli.model.compile()  # the forward pass only: loss, metrics and logging stay eager
     if cli.trainer.is_global_zero:
@@ -25,3 +30,11 @@ def tested_checkpoint(trainer: Trainer, best: str) -> str | None:
     """The checkpoint a run is tested on: the best one, else (no validation chose one) ``last.ckpt``, if any."""
     callback = trainer.checkpoint_callback
     return best or (callback.last_model_path if callback is not None else "") or None
+
+
+def calibrated(cli: FitCLI, tested: str | None) -> tuple[str | None, Calibration | None]:
+    """With ``--calibrate``: the calibrated copy of the ``tested`` checkpoint to test instead, and its calibration."""
+    if not cli.config.calibrate or tested is None:
+        return tested, None
+    calibration = calibrate_checkpoint(cli.trainer, cli.model, cli.datamodule, Path(tested))
+    return str(calibration.path), calibration

@@ -19,6 +19,7 @@ from callbacks import (
     OptionsInCheckpoint,
     ProgressLog,
     RandomStateInCheckpoint,
+    ReliabilityDiagram,
     RunCheckpoint,
     RunHyperparameters,
     SaveProvenance,
@@ -60,36 +61,7 @@ class FitCLI(LightningCLI):
         parser.add_lightning_class_args(SaveTestMetrics, "test_metrics")
         parser.add_lightning_class_args(ClassificationFigures, "figures")
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "stop_on_nonfinite")
-        parser.add_argument(
-            "--compile",
-            type=bool,
-            default=False,
-            help="Compile the model with torch.compile: faster steps, mostly on GPUs, after a compilation "
-            "of a minute or so at the start (it needs a C++ compiler for CPUs).",
-        )
-        parser.add_argument(
-            "--ckpt_path",
-            type=str | None,
-            default=None,
-            help="Resume a run: its folder or name (lightning_logs/digits-cnn-1, digits-cnn-1: its last.ckpt), a "
-            ".ckpt file, or last: the last.ckpt of the run whose config.yaml is given with --config (or named with "
-            "--name; else the newest run with these options). The run goes on in its folder, with its weights, "
-            "optimizer, schedule, random generators and place in the data restored; options that do not match the "
-            "checkpoint's are refused.",
-        )
-        parser.add_argument(
-            "--name",
-            type=str | None,
-            default=None,
-            help="The run's folder name in lightning_logs (default: data-model-N, e.g. digits-cnn-3).",
-        )
-        parser.add_argument(
-            "--init_weights",
-            type=str | None,
-            default=None,
-            help="Start a new run (new optimizer and schedule) from the weights of a checkpoint: a .ckpt file, "
-            "or a run's folder or name (its last.ckpt). E.g. to train a finished run for more epochs.",
-        )
+        add_run_arguments(parser)
         for key, title in GROUP_TITLES.items():
             if key in parser.groups:
                 parser.groups[key].title = title
@@ -136,6 +108,8 @@ class FitCLI(LightningCLI):
             if not switched_off.get(str(callback.class_path).rpartition(".")[2], False)
         ]
         check_logger_packages(trainer.logger)
+        if self.config.get("calibrate") and trainer.enable_checkpointing is False:
+            raise ValueError("--calibrate writes a calibrated copy of the tested checkpoint: leave checkpointing on")
         if not validates(self.config.data.init_args):
             without_validation(self.config)
         if self.config.ckpt_path and not given(self.command_line, "--init_weights"):
@@ -174,6 +148,48 @@ class FitCLI(LightningCLI):
             raise told from None
 
 
+def add_run_arguments(parser: LightningArgumentParser) -> None:
+    """The options of the run beside the Trainer's, the model's and the data's: compile, calibrate, resume, name."""
+    parser.add_argument(
+        "--compile",
+        type=bool,
+        default=False,
+        help="Compile the model with torch.compile: faster steps, mostly on GPUs, after a compilation "
+        "of a minute or so at the start (it needs a C++ compiler for CPUs).",
+    )
+    parser.add_argument(
+        "--calibrate",
+        type=bool,
+        default=False,
+        help="After training, fit a temperature to the tested checkpoint on the validation split (as "
+        "scripts/calibrate.py does), write it as <checkpoint>-calibrated.ckpt beside it, and test that one: "
+        "probabilities that match how often the model is right; the classes predicted stay the same.",
+    )
+    parser.add_argument(
+        "--ckpt_path",
+        type=str | None,
+        default=None,
+        help="Resume a run: its folder or name (lightning_logs/digits-cnn-1, digits-cnn-1: its last.ckpt), a "
+        ".ckpt file, or last: the last.ckpt of the run whose config.yaml is given with --config (or named with "
+        "--name; else the newest run with these options). The run goes on in its folder, with its weights, "
+        "optimizer, schedule, random generators and place in the data restored; options that do not match the "
+        "checkpoint's are refused.",
+    )
+    parser.add_argument(
+        "--name",
+        type=str | None,
+        default=None,
+        help="The run's folder name in lightning_logs (default: data-model-N, e.g. digits-cnn-3).",
+    )
+    parser.add_argument(
+        "--init_weights",
+        type=str | None,
+        default=None,
+        help="Start a new run (new optimizer and schedule) from the weights of a checkpoint: a .ckpt file, "
+        "or a run's folder or name (its last.ckpt). E.g. to train a finished run for more epochs.",
+    )
+
+
 def build_cli(args: list[str] | None = None) -> FitCLI:
     """Parse ``args`` (default: ``sys.argv``; short flags such as ``--max_epochs`` too) and build the model, the
     datamodule and the Trainer."""
@@ -196,6 +212,7 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
                 StopOnInterrupt(),
                 RunHyperparameters(),
                 EpochMetricsCSV(),
+                ReliabilityDiagram(),
                 SaveProvenance(),
                 ShareRunFiles(),
             ]
@@ -221,6 +238,11 @@ def without_validation(config: Namespace) -> None:
         if monitor.startswith("val/"):
             name = str(callback.class_path).rpartition(".")[2]
             raise ValueError(f"--data.val_size 0 leaves no validation: {name} cannot monitor {monitor}")
+    if config.get("calibrate"):
+        raise ValueError(
+            "--data.val_size 0 leaves no validation split to fit the temperature on: hold one out "
+            "(--data.val_size 5000, or 0.1) or leave out --calibrate"
+        )
     config.checkpoint.monitor = None
     config.checkpoint.save_top_k = 0
 

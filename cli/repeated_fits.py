@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 from cli.errors import USER_ERRORS
 from cli.exits import stopped_code
-from cli.fitting import fit, tested_checkpoint
+from cli.fitting import calibrated, fit, tested_checkpoint
 from cli.parser import build_cli, validates
 from cli.run_folders import relative
 
@@ -20,10 +20,11 @@ from cli.run_folders import relative
 def fit_and_evaluate(fit_args: list[str]) -> tuple[str, dict[str, float]]:
     """One run of scripts/fit.py; returns its folder and the val and test metrics of the checkpoint it tests.
 
-    That is the best checkpoint, or ``last.ckpt`` without validation (then there are no val metrics).
+    That is the best checkpoint, or ``last.ckpt`` without validation (then there are no val metrics), or its
+    calibrated copy with ``--calibrate``.
     """
     cli = build_cli(fit_args)
-    checkpoint = tested_checkpoint(cli.trainer, fit(cli))
+    checkpoint, _ = calibrated(cli, tested_checkpoint(cli.trainer, fit(cli)))
     metrics: dict[str, float] = {}
     if validates(cli.datamodule.hparams):
         (validated,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint, verbose=False)

@@ -8,6 +8,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import RunInterrupted, SaveTestMetrics
+from cli.calibration import Calibration, calibration_line
 from cli.run_folders import discard_failed_run, relative
 
 
@@ -22,8 +23,15 @@ def describe_run(trainer: Trainer) -> str:
     return f"Running on {where}, {processes}, precision {trainer.precision}"
 
 
-def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str, tested: str | None = None) -> None:
-    """The run's test accuracy and where its logs, checkpoint (or ``tested``, when none was best) and metrics are."""
+def print_summary(
+    trainer: Trainer,
+    run_dir: str,
+    best_checkpoint: str,
+    tested: str | None = None,
+    calibration: Calibration | None = None,
+) -> None:
+    """The run's test accuracy and where its logs, checkpoint (or ``tested``, when none was best) and metrics are;
+    with a ``calibration``, the test ECE before and after it, and the calibrated checkpoint."""
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("test/")}
     saver = next(callback for callback in trainer.callbacks if isinstance(callback, SaveTestMetrics))
     shown = {name: value for name, value in metrics.items() if name != "test/acc" and "/class_acc/" not in name}
@@ -41,6 +49,9 @@ def print_summary(trainer: Trainer, run_dir: str, best_checkpoint: str, tested: 
         print(f"Best checkpoint: none (no validation part, nothing chosen); tested {relative(tested)}")
     else:
         print("Best checkpoint: none (the final weights were tested)")
+    if calibration is not None:
+        print(f"Calibration:     {calibration_line(calibration)}, fitted on the validation split")
+        print(f"Calibrated:      {relative(calibration.path)} (tested)")
     if saver.path is not None:
         print(f"Test metrics:    {relative(saver.path)}")
     if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):

@@ -16,6 +16,7 @@ from cli.errors import RunError
 from cli.run_folders import continue_in_its_folder, pointed_run, relative, runs_folder, versioned_logger
 from datamodules.errors import first_line
 from loggers.run_folder import claim_run_folder
+from models.classifier import DEFAULT_STATE
 
 # Data options that say where the data is or how it is loaded, not what it is: free to change on a resume.
 LOADING_OPTIONS = {"data_dir", "download", "root", "num_workers", "pin_memory", "in_memory", "on_device"}
@@ -183,9 +184,15 @@ def check_options(path: Path, options: dict[str, Any], max_epochs: int | None) -
 
 
 def check_checkpoint(path: str, model: LightningModule) -> dict[str, Any]:
-    """The checkpoint at ``path``; fails in one line, before training, when it holds another model's weights."""
+    """The checkpoint at ``path``; fails in one line, before training, when it holds another model's weights.
+
+    Buffers added since it was written (``DEFAULT_STATE``: the temperature) get the value that means "as then".
+    """
     checkpoint = load_training_checkpoint(Path(path))
     expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    for name, value in DEFAULT_STATE.items():
+        if name in expected:
+            checkpoint["state_dict"].setdefault(name, value.clone())
     found = {name: tuple(value.shape) for name, value in checkpoint["state_dict"].items()}
     if found != expected:
         differ = sorted(name for name in expected.keys() | found.keys() if expected.get(name) != found.get(name))

@@ -1,4 +1,5 @@
-"""Matplotlib figures of a classifier's results: a confusion matrix, and images labelled with their classes.
+"""Matplotlib figures of a classifier's results: a confusion matrix, images labelled with their classes, and a
+reliability diagram.
 
 Drawn here rather than with torchmetrics' ``plot``, which has no title, colour bar or normalized
 variant, and whose cells and labels overlap for 4-digit counts and long class names.
@@ -57,4 +58,45 @@ def labelled_images_figure(images: Tensor, titles: list[str], columns: int = 8) 
         else:
             axes.imshow(image[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
         axes.set_title(titles[index], fontsize=8)
+    return figure
+
+
+def reliability_figure(confidences: Tensor, correct: Tensor, bins: int, title: str) -> Figure:
+    """A reliability diagram: the accuracy of the predictions in each of ``bins`` equal-width confidence bins
+    against the diagonal of perfect calibration, with each bin's count below.
+
+    ``confidences`` holds each prediction's probability, ``correct`` whether it was right (the states of
+    torchmetrics' calibration error); a confidence of exactly 1 counts in the last bin.
+    """
+    confidences, correct = confidences.detach().cpu().double(), correct.detach().cpu().double()
+    index = (confidences * bins).long().clamp(0, bins - 1)
+    counts = np.bincount(index.numpy(), minlength=bins)
+    hits = np.bincount(index.numpy(), weights=correct.numpy(), minlength=bins)
+    mean_confidence = np.bincount(index.numpy(), weights=confidences.numpy(), minlength=bins)
+    filled = counts > 0
+    accuracy = np.divide(hits, counts, out=np.zeros(bins), where=filled)
+    mean_confidence = np.divide(mean_confidence, counts, out=np.zeros(bins), where=filled)
+    edges = np.linspace(0, 1, bins + 1)
+    figure = Figure(figsize=(5.5, 6.5), layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    top.bar(edges[:-1], accuracy, width=1 / bins, align="edge", color="tab:blue", edgecolor="black", label="accuracy")
+    gaps = np.where(filled, mean_confidence - accuracy, 0)
+    top.bar(
+        edges[:-1],
+        gaps,
+        bottom=accuracy,
+        width=1 / bins,
+        align="edge",
+        fill=False,
+        hatch="//",
+        edgecolor="tab:red",
+        label="gap to the bin's mean confidence",
+    )
+    top.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="Accuracy", title=title)
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(edges[:-1], counts, width=1 / bins, align="edge", color="grey", edgecolor="black")
+    bottom.set(xlabel="Confidence (probability of the predicted class)", ylabel="Predictions")
+    if filled.any() and counts.max() > 20 * counts[filled].min():  # most predictions confident: a log scale
+        bottom.set_yscale("log")
     return figure

@@ -307,6 +307,7 @@ class Airbench94(ImageClassifier):
             checkpoint["lookahead"] = {name: value.clone() for name, value in self.lookahead.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self.lookahead = checkpoint.get("lookahead")
 
 

@@ -11,8 +11,14 @@ from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torchmetrics import MeanMetric, Metric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassCalibrationError,
+    MulticlassF1Score,
+)
 
 from datamodules.names import shown_name
 from models.ema import EMAWeights
@@ -33,6 +39,9 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 
 
 STAGES = ("train", "val", "test")
+ECE_BINS = 15  # equal-width confidence bins of the expected calibration error, as in Guo et al. 2017
+# Buffers that checkpoints written before them lack, with the value that means "as then": T = 1, uncalibrated.
+DEFAULT_STATE = {"temperature": torch.ones(())}
 
 
 def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
@@ -106,6 +115,9 @@ class ImageClassifier(LightningModule):
             shapes. ``forward`` (and so export and quantization) stays one plain pass. None (the default
             of the models that average over mirror images, ``flip_tta``): ``flip_tta`` where the data
             allows flips, none for digits; resolved when training starts and kept in checkpoints.
+
+    The ``temperature`` buffer (1 until ``scripts/calibrate.py`` or ``fit.py --calibrate`` fits it) divides the
+    logits of validation, test and prediction: ``softmax(logits / T)`` are the probabilities they report.
     """
 
     flip_tta: TTAName = "flip"  # what a tta of None becomes where the data allows flips
@@ -181,6 +193,12 @@ class ImageClassifier(LightningModule):
         # Each class's AUROC, for a macro AUROC over the classes present (torchmetrics' counts an absent one as 0).
         self.val_auroc = MulticlassAUROC(num_classes, average="none")
         self.test_auroc = MulticlassAUROC(num_classes, average="none")
+        # Expected calibration error as Guo et al. measure it (15 bins, l1), and the test NLL without label smoothing.
+        self.val_ece = MulticlassCalibrationError(num_classes, n_bins=ECE_BINS, norm="l1")
+        self.test_ece = MulticlassCalibrationError(num_classes, n_bins=ECE_BINS, norm="l1")
+        self.test_nll = MeanMetric(nan_strategy="disable")
+        # A buffer, so that checkpoints, load_from_checkpoint and the exported state_dict keep it.
+        self.register_buffer("temperature", torch.ones(()))
         # The metrics of the last validation and test left out because they are undefined there, with why.
         self.undefined_metrics: dict[str, str] = {}
 
@@ -205,7 +223,7 @@ class ImageClassifier(LightningModule):
         return names - {"self"}
 
     def model_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """Forward one batch; returns the loss, the class probabilities and the targets."""
+        """Forward one batch; returns the loss, the logits (see ``tta_logits``) and the targets."""
         x, y = batch
         if x.dtype == torch.uint8:
             raise TypeError(
@@ -213,11 +231,17 @@ class ImageClassifier(LightningModule):
                 "so pass it to the Trainer, as in trainer.fit(model, datamodule=dm)"
             )
         logits = self.tta_logits(x)
-        return self.criterion(logits, y), logits.softmax(dim=-1), y
+        return self.criterion(logits, y), logits, y
 
     def tta_logits(self, x: Tensor) -> Tensor:
-        """The logits of ``x``: one forward pass in training, with the ``tta`` views in eval mode."""
-        return self(x) if self.training else tta_logits(self, x, self.tta or self.flip_tta)
+        """The logits of ``x``: one forward pass in training; in eval mode, with the ``tta`` views, divided by the
+        ``temperature``."""
+        return self(x) if self.training else tta_logits(self, x, self.tta or self.flip_tta) / self.temperature
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint from before temperature scaling holds none: its model is uncalibrated (T = 1)."""
+        for name, value in DEFAULT_STATE.items():
+            checkpoint["state_dict"].setdefault(name, value.clone())
 
     def setup(self, stage: str) -> None:
         """Resolve the default ``tta`` (None) by the data; refuse a flipping one for data that flips make no sense
@@ -232,19 +256,23 @@ class ImageClassifier(LightningModule):
                 "which a mirror turns into other shapes: use --model.tta none"
             )
 
-    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
-        loss, probs, y = self.model_step(batch)
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor, Tensor]:
+        loss, logits, y = self.model_step(batch)
+        probs = logits.softmax(dim=-1)
         # One value per sample, not (loss, weight=len(y)): torchmetrics ignores weights under nan_strategy="disable".
         getattr(self, f"{stage}_loss").update(loss.detach().expand(len(y)))
         # Mixup and cutmix targets are soft (N, classes): accuracy counts the label with the larger weight.
         getattr(self, f"{stage}_metrics").update(probs.detach(), y.argmax(-1) if y.is_floating_point() else y)
-        return loss, probs
+        return loss, logits, probs
 
     def _evaluation_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
-        loss, probs = self._shared_step(batch, stage)
+        loss, logits, probs = self._shared_step(batch, stage)
         confidence, preds = probs.max(dim=-1)
         getattr(self, f"{stage}_class_acc").update(preds, batch[1])
         getattr(self, f"{stage}_auroc").update(probs.detach(), batch[1])
+        getattr(self, f"{stage}_ece").update(probs.detach().float(), batch[1])
+        if stage == "test":
+            self.test_nll.update(F.cross_entropy(logits.detach().float(), batch[1], reduction="none"))
         # The predictions and their probabilities for callbacks (callbacks.ClassificationFigures).
         return {"loss": loss, "preds": preds, "confidence": confidence}
 
@@ -253,6 +281,9 @@ class ImageClassifier(LightningModule):
         self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), prog_bar=True)
         self.log_dict(getattr(self, f"{stage}_metrics"), prog_bar=stage != "train")
         if stage != "train":
+            self.log(f"{stage}/ece", getattr(self, f"{stage}_ece"))
+            if stage == "test":
+                self.log("test/nll", self.test_nll)
             self._log_class_metrics(stage)
 
     def _log_class_metrics(self, stage: str) -> None:
@@ -294,7 +325,7 @@ class ImageClassifier(LightningModule):
         auroc.reset()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, _ = self._shared_step(batch, "train")
+        loss, _, _ = self._shared_step(batch, "train")
         if self.hparams.l1:
             # All the norms in one fused kernel (as in clip_grad_norm_): cheap next to the step itself.
             weights = [p for p in self.parameters() if p.dim() > 1]

@@ -19,10 +19,12 @@ import yaml
 from lightning.pytorch import Trainer
 
 from cli import environment
+from cli.calibration import split_logits
 from cli.parser import build_cli
 from datamodules import MNIST
 from models import MLP
-from tests.conftest import QUICK, run_fit, run_script
+from models.calibration import fit_temperature
+from tests.conftest import QUICK, assert_user_error, run_fit, run_script
 from tests.fake_data import write_image_folder
 
 
@@ -50,7 +52,9 @@ def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mni
     with open(run / "metrics.csv", newline="") as file:
         epochs = list(csv.DictReader(file))
     assert [row["epoch"] for row in epochs] == ["0", "1"]
-    assert {"step", "time_s", "lr", "train/loss", "train/acc", "val/loss", "val/acc", "val/f1"} <= set(epochs[0])
+    assert {"step", "time_s", "lr", "train/loss", "train/acc", "val/loss", "val/acc", "val/f1", "val/ece"} <= set(
+        epochs[0]
+    )
     assert float(epochs[1]["step"]) > float(epochs[0]["step"]) > 0 and float(epochs[1]["val/acc"]) >= 0
     (provenance,) = json.loads((run / "provenance.json").read_text())
     assert "fit.py --data.data_dir" in provenance["command"] and provenance["torch"] == torch.__version__
@@ -59,7 +63,9 @@ def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mni
     best = [name for name in checkpoints if name.startswith("best-epoch=")]
     assert "last.ckpt" in checkpoints and len(best) == 1
     metrics = json.loads((run / "test_metrics.json").read_text())
-    assert set(metrics) >= {"test/acc", "test/f1", "test/auroc", "test/loss", "checkpoint"}
+    assert set(metrics) >= {"test/acc", "test/f1", "test/auroc", "test/loss", "test/ece", "test/nll", "checkpoint"}
+    assert metrics["temperature"] == 1 and metrics["test/nll"] == pytest.approx(metrics["test/loss"])  # no smoothing
+    assert (run / "reliability_val.png").is_file() and (run / "reliability_test.png").is_file()
     assert Path(metrics["checkpoint"]).name == best[0] and 0 < metrics["time_s"] < 60  # the test loop's seconds
     assert f"Test accuracy:   {metrics['test/acc']:.2%}" in result.stdout
     assert "tensorboard --logdir lightning_logs" in result.stdout
@@ -96,11 +102,12 @@ def test_tensorboard_events_hold_curves_learning_rate_and_hparams_and_the_mlflow
     presets = ["--config", str(configs / "digits.yaml"), "--config", str(configs / "logger" / "mlflow.yaml")]
     result = run_fit(*presets, *QUICK, "--trainer.log_every_n_steps", "10", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    steps, hparams = {}, {}
+    steps, hparams, images = {}, {}, set()
     for events in only_run_dir(tmp_path).glob("events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events))
         accumulator.Reload()
         steps |= {tag: [event.step for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+        images |= set(accumulator.Tags()["images"])
         with contextlib.suppress(KeyError):  # raised by a file with no hparams summary
             for tag, content in accumulator.PluginTagToContent("hparams").items():
                 hparams[tag] = plugin_data_pb2.HParamsPluginData.FromString(content)
@@ -108,6 +115,8 @@ def test_tensorboard_events_hold_curves_learning_rate_and_hparams_and_the_mlflow
         steps
     )
     assert {"val_class_acc/0", "val_class_acc/9"} <= set(steps)  # a group of their own, after val/
+    assert {"val/ece", "test/ece", "test/nll"} <= set(steps)
+    assert {"val/reliability", "test/reliability"} <= images
     assert not [tag for tag in steps if tag == "epoch" or tag.startswith("lr-") or "/class_acc/" in tag]
     assert steps["test/acc"] == [max(steps["train/loss"]) + 1]  # once, at the run's last step (not at step 0)
 
@@ -217,12 +226,15 @@ def test_image_folder_and_cnn_from_the_short_flags_read_image_by_image_logged_as
     tested = json.loads((run / "test_metrics.json").read_text())
     assert [float(row["test/acc"]) for row in rows if row["test/acc"]] == [pytest.approx(tested["test/acc"])]
     assert yaml.safe_load((run / "hparams.yaml").read_text())["model"]["class"] == "CNN"
+    # Nothing held out, nothing to fit a temperature on.
+    assert_user_error(run_script("calibrate", str(run), cwd=tmp_path), "without a validation split", "val_size 5000")
 
 
 RECORDER = '''
 import hashlib, json
 import torch
 from models import MLP
+from models.calibration import fit_temperature
 
 class Recorder(MLP):
     """The MLP, writing down which images each rank trains on, and the validation metrics of each epoch."""
@@ -255,6 +267,7 @@ def test_ddp_on_two_cpu_processes_shards_every_sample_exactly_once(
     data = ["--data.data_dir", str(mnist_root), "--data.download", "false", "--data.val_size", "59"]
     args = ["--model", "recorder.Recorder", *data, *QUICK, "--max_epochs", "2"]
     args += ["--model.ema_decay", "0.9", "--model.warmup_epochs", "0.5"]  # the average is what validates and tests
+    args += ["--calibrate", "true"]  # the temperature is fitted on the validation logits of both processes
     result = run_fit(*args, "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
@@ -272,21 +285,26 @@ def test_ddp_on_two_cpu_processes_shards_every_sample_exactly_once(
         orders.append(ranks[0])
     assert orders[0] != orders[1]
 
-    # Validation (59 images: no even split) and test metrics count every sample once: as on one process.
+    # Validation (59 images: no even split), calibration and test count every sample once: as on one process.
     run = only_run_dir(tmp_path)
     tested_ddp = json.loads((run / "test_metrics.json").read_text())
-    best_epoch = re.search(r"best-epoch=(\d+)", tested_ddp["checkpoint"])[1]
+    assert tested_ddp["checkpoint"].endswith("-calibrated.ckpt")
+    best = tested_ddp["checkpoint"].removesuffix("-calibrated.ckpt") + ".ckpt"
+    best_epoch = re.search(r"best-epoch=(\d+)", best)[1]
     validated_ddp = json.loads((tmp_path / f"val-epoch{best_epoch}.json").read_text())
     monkeypatch.chdir(tmp_path)  # the recorder writes its files here
     monkeypatch.syspath_prepend(str(tmp_path))
     recorder = importlib.import_module("recorder")
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    model = recorder.Recorder.load_from_checkpoint(tested_ddp["checkpoint"])
+    model = recorder.Recorder.load_from_checkpoint(best)
     (validated,) = trainer.validate(model, datamodule=dm, verbose=False)
     for name, value in validated_ddp.items():
         assert validated[name] == pytest.approx(value, abs=1e-6), name
+    temperature = fit_temperature(*split_logits(trainer, model, dm, "val"))
+    assert tested_ddp["temperature"] == pytest.approx(temperature, rel=1e-5)
+    model.temperature.fill_(tested_ddp["temperature"])
     (tested,) = trainer.test(model, datamodule=dm, verbose=False)
-    for name in ("test/acc", "test/f1", "test/auroc", "test/loss"):
+    for name in ("test/acc", "test/f1", "test/auroc", "test/loss", "test/ece", "test/nll"):
         assert tested[name] == pytest.approx(tested_ddp[name], abs=1e-6), name
 
 

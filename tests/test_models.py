@@ -1,5 +1,6 @@
 """Models learn, accept every data shape, take every optimizer and schedule, and reload from checkpoints."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,49 @@ def test_load_from_checkpoint_needs_no_arguments(tmp_path: Path) -> None:
     x = torch.randn(4, 1, 8, 8)
     model.eval(), restored.eval()
     assert torch.equal(model(x), restored(x))
+
+
+class GivenLogits(ImageClassifier):
+    """A 'network' whose logits are its input images (1 x 1 x classes): known probabilities in, its metrics out."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def test_ece_and_nll_equal_a_hand_computation_on_known_probabilities(tmp_path: Path) -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from models.calibration import calibration_figures
+
+    # Confidences 0.95 (right), 0.95 (wrong), 0.55 (right), 0.35 (right); 15 bins of width 1/15: the two 0.95s share
+    # the last bin (accuracy 0.5), the others are alone in theirs. ECE = sum over bins of share x |accuracy - conf|.
+    probs = torch.tensor([[0.95, 0.03, 0.02], [0.95, 0.03, 0.02], [0.25, 0.55, 0.20], [0.35, 0.33, 0.32]])
+    labels = torch.tensor([0, 1, 1, 0])
+    ece = 2 / 4 * abs(0.5 - 0.95) + 1 / 4 * abs(1 - 0.55) + 1 / 4 * abs(1 - 0.35)
+    nll = -(math.log(0.95) + math.log(0.03) + math.log(0.55) + math.log(0.35)) / 4
+    for temperature in (1.0, 2.0):  # the metrics are those of the probabilities after the temperature
+        model = GivenLogits(3, (1, 1, 3))
+        model.temperature.fill_(temperature)
+        logits = probs.log() * temperature  # divided by the temperature: the probabilities above again
+        loader = DataLoader(TensorDataset(logits.view(4, 1, 1, 3), labels), batch_size=2)
+        (tested,) = quick_trainer(tmp_path).test(model, dataloaders=loader, verbose=False)
+        assert tested["test/ece"] == pytest.approx(ece, abs=1e-6) and ece == pytest.approx(0.5)
+        assert tested["test/nll"] == pytest.approx(nll, abs=1e-6)
+    assert calibration_figures(probs.log(), labels)["ece"] == pytest.approx(ece, abs=1e-6)
+
+
+def test_temperature_recovers_a_known_temperature_and_changes_no_class() -> None:
+    from models.calibration import fit_temperature
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4000, 10, generator=generator) * 3
+    labels = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)  # calibrated by construction
+    temperature = fit_temperature(logits * 3, labels)  # over-confident 3 times
+    assert temperature == pytest.approx(3, rel=0.05)
+    model = GivenLogits(10, (1, 1, 10)).eval()
+    images = (logits * 3).view(-1, 1, 1, 10)
+    before = model.predict_step(images, 0)
+    model.temperature.fill_(temperature)
+    after = model.predict_step(images, 0)
+    assert torch.equal(before.argmax(-1), after.argmax(-1))
+    assert after.max(-1).values.mean() < before.max(-1).values.mean()  # less confident

@@ -113,6 +113,8 @@ def test_airbench_recipe_killed_mid_run_resumes_to_the_uninterrupted_result(
     args += ["--model.widths", "[8, 16, 16]", "--model.whiten_bias_epochs", "1"]
     args += ["--max_epochs", "3", "--seed", "3", "--trainer.deterministic", "true"]
     args += ["--checkpoint.every_n_train_steps", "4"]
+    # Calibrated after training on 10 held-out images (50 train: still 5 steps an epoch), with the 6 views of TTA.
+    args += ["--data.val_size", "10", "--calibrate", "true"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
     def fit(*more: str, **variables: str) -> subprocess.CompletedProcess:
@@ -128,6 +130,19 @@ def test_airbench_recipe_killed_mid_run_resumes_to_the_uninterrupted_result(
     assert resumed.returncode == 0, resumed.stderr
     whole, killed = (json.loads((runs / name / "test_metrics.json").read_text()) for name in ("whole", "killed"))
     differ = ("checkpoint", "time_s")  # the file's path, the seconds of the test
+    # The temperature too is fitted after the resumed run as after the uninterrupted one.
     assert {k: v for k, v in killed.items() if k not in differ} == {k: v for k, v in whole.items() if k not in differ}
+    assert whole["checkpoint"].endswith("-calibrated.ckpt") and whole["temperature"] != 1
     weights = [torch.load(runs / name / "checkpoints" / "last.ckpt")["state_dict"] for name in ("whole", "killed")]
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+    # scripts/calibrate.py on the run folder: its best checkpoint, ImageFolder data, bf16-trained Airbench94 with TTA.
+    calibrated = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "calibrate.py"), str(runs / "whole")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert "(fitted on 10 validation images)" in calibrated.stdout and "Calibrated:      " in calibrated.stdout

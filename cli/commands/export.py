@@ -1,8 +1,10 @@
 """Export a checkpoint as a plain state_dict, TorchScript or ONNX, each checked against the checkpoint's outputs.
 
-Each export is loaded back and run on the same inputs as the checkpoint's model: random inputs
-(the default), or every image of the test split with --check test. The command fails if any logit
-differs by more than --atol.
+Every export computes the network's logits divided by the checkpoint's temperature (1 unless
+scripts/calibrate.py fitted one), so that their softmax gives calibrated probabilities. Each export
+is loaded back and run on the same inputs as the checkpoint's model: random inputs (the default), or
+every image of the test split with --check test. The command fails if any logit differs by more
+than --atol.
 
 Examples:
     python scripts/export.py --ckpt_path lightning_logs/mnist-mlp-1/checkpoints/last.ckpt
@@ -21,6 +23,7 @@ from cli.errors import CommandError
 from cli.exits import run_command
 from cli.trained import CKPT_HELP, add_data_arguments, batches, data_from, parse
 from models import ImageClassifier
+from models.calibration import calibrated
 
 FORMATS = {"state_dict": ".pth", "torchscript": ".pt", "onnx": ".onnx"}
 Runner = Callable[[Tensor], Tensor]
@@ -36,7 +39,8 @@ def build_parser() -> ArgumentParser:
         nargs="+",
         default=["state_dict", "torchscript"],
         help="Any of state_dict (torch.save of the weights: rebuild the model with the run's hparams.yaml, then "
-        "load_state_dict), torchscript (torch.jit.load, no Python code needed) and onnx (needs pip install -e "
+        "load_state_dict, and divide its logits by its temperature buffer), torchscript (torch.jit.load, no "
+        "Python code needed) and onnx (needs pip install -e "
         "'.[onnx]'; checked with onnxruntime).",
     )
     parser.add_argument(
@@ -62,21 +66,22 @@ def build_parser() -> ArgumentParser:
 
 
 def export_state_dict(model: ImageClassifier, path: Path) -> Runner:
-    """``torch.save(model.state_dict())``, as in the tutorials; returns the model rebuilt from it."""
+    """``torch.save(model.state_dict())``, as in the tutorials (``temperature`` among the weights); returns the
+    model rebuilt from it, its logits divided by that temperature."""
     torch.save(model.state_dict(), path)
     rebuilt = type(model).from_hparams(model.hparams)
     rebuilt.load_state_dict(torch.load(path, weights_only=True))
-    return rebuilt.eval()
+    return calibrated(rebuilt)
 
 
 def export_torchscript(model: ImageClassifier, path: Path) -> Runner:
-    """A traced TorchScript module (Lightning's ``to_torchscript``); returns it as ``torch.jit.load`` reads it."""
-    model.to_torchscript(path, method="trace", example_inputs=model.example_input_array)
+    """A traced TorchScript module of the calibrated logits; returns it as ``torch.jit.load`` reads it."""
+    calibrated(model).to_torchscript(path, method="trace", example_inputs=model.example_input_array)
     return torch.jit.load(path)
 
 
 def export_onnx(model: ImageClassifier, path: Path) -> Runner:
-    """An ONNX graph with a variable batch size (Lightning's ``to_onnx``); returns an onnxruntime session's run."""
+    """An ONNX graph of the calibrated logits with a variable batch size; returns an onnxruntime session's run."""
     try:
         import onnxruntime
         import onnxscript  # noqa: F401  # torch.onnx's exporter needs it
@@ -85,7 +90,7 @@ def export_onnx(model: ImageClassifier, path: Path) -> Runner:
             f"the ONNX export needs the optional packages onnx, onnxscript and onnxruntime ({err}): "
             "pip install -e '.[onnx]', or leave onnx out of --formats"
         ) from None
-    model.to_onnx(
+    calibrated(model).to_onnx(
         path,
         model.example_input_array,
         input_names=["images"],
@@ -104,10 +109,11 @@ EXPORTERS = {"state_dict": export_state_dict, "torchscript": export_torchscript,
 
 @torch.no_grad()
 def compare(model: ImageClassifier, runners: dict[str, Runner], inputs: Iterable[Tensor]) -> dict[str, tuple]:
-    """For each export: the largest logit difference from ``model``, the inputs of the same class, all inputs."""
+    """For each export: the largest difference from ``model``'s logits divided by its temperature, the inputs of
+    the same class, all inputs."""
     stats = {name: [0.0, 0, 0] for name in runners}
     for x in inputs:
-        expected = model(x)
+        expected = calibrated(model)(x)
         for name, run in runners.items():
             logits = run(x)
             stats[name][0] = max(stats[name][0], (logits - expected).abs().max().item())

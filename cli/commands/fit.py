@@ -5,9 +5,10 @@ import sys
 from lightning.pytorch import Trainer
 
 from callbacks import RunInterrupted
+from cli.calibration import Calibration
 from cli.errors import USER_ERRORS
 from cli.exits import report, run, stopped_code
-from cli.fitting import fit, tested_checkpoint
+from cli.fitting import calibrated, fit, tested_checkpoint
 from cli.flags import expand_short_flags
 from cli.parser import FitCLI, build_cli
 from cli.reports import print_summary, report_interrupted, report_interrupted_outside_training
@@ -15,14 +16,15 @@ from cli.run_folders import discard_failed_run
 from loggers.lightning_messages import lightning_messages_dropped
 
 
-def fit_and_test(cli: FitCLI) -> tuple[str, str | None]:
-    """Fit, then test the best checkpoint (or ``last.ckpt``); returns the best one ("" for none) and the tested one."""
+def fit_and_test(cli: FitCLI) -> tuple[str, str | None, Calibration | None]:
+    """Fit, then test the best checkpoint (or ``last.ckpt``), or its calibrated copy with ``--calibrate``; returns
+    the best one ("" for none), the tested one and the calibration."""
     best = fit(cli)
-    tested = tested_checkpoint(cli.trainer, best)
+    tested, calibration = calibrated(cli, tested_checkpoint(cli.trainer, best))
     # verbose=False: Lightning's table would print raw float32 values; print_summary rounds them.
     with lightning_messages_dropped(r"^Restoring states from the checkpoint", r"^Loaded model weights from"):
         cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=tested, verbose=False)
-    return best, tested
+    return best, tested, calibration
 
 
 def fit_command() -> int:
@@ -33,7 +35,7 @@ def fit_command() -> int:
     cli = None
     try:
         cli = build_cli()
-        best, tested = fit_and_test(cli)
+        best, tested, calibration = fit_and_test(cli)
     except RunInterrupted as stop:
         return report_interrupted(stop, cli.trainer, given)
     except (KeyboardInterrupt, SystemExit) as stop:
@@ -49,7 +51,7 @@ def fit_command() -> int:
     trainer: Trainer = cli.trainer
     run_dir = trainer.log_dir  # every rank must ask: under DDP it is broadcast from rank 0
     if trainer.is_global_zero:
-        print_summary(trainer, run_dir, best, tested)
+        print_summary(trainer, run_dir, best, tested, calibration)
     return 0
 
 

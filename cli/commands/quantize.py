@@ -36,6 +36,7 @@ from cli.exits import run_command
 from cli.trained import CKPT_HELP, add_data_arguments, batches, data_from, parse
 from datamodules import ClassificationDataModule
 from models import ImageClassifier
+from models.calibration import TemperatureScaled
 from models.qat import QuantizationAwareTraining
 
 
@@ -135,9 +136,11 @@ def quantize_checkpoint(args: list[str]) -> None:
         for method in methods
     }
     sample = next(batches(data))[0][: config.latency_batch_size]
+    # The logits of each divided by the checkpoint's temperature, as predict.py's and the exports' are.
+    nets = {name: TemperatureScaled(net, model.temperature) for name, net in {"float32": model, **quantized}.items()}
     rows = {
         name: (accuracy(net, data), size_mib(net), latency_ms(net, sample, config.latency_runs))
-        for name, net in {"float32": model, **quantized}.items()
+        for name, net in nets.items()
     }
     print(f"{'model':<18}{'test accuracy':>15}{'size':>12}{f'latency, batch {len(sample)}':>22}")
     for name, (acc, size, latency) in rows.items():
