@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli.fitting import fit
+from cli.parser import build_cli
+from cli.resume import check_checkpoint
 from models import MLP
 from tests.conftest import assert_user_error, run_fit, run_script
 
@@ -64,3 +67,21 @@ def test_calibration_without_a_validation_split_is_refused_in_one_line(tmp_path:
     result = run_fit(*data, "--calibrate", "true", cwd=tmp_path)
     assert_user_error(result, "--data.val_size 0 leaves no validation split", "hold one out")
     assert not (tmp_path / "lightning_logs").exists() or not any((tmp_path / "lightning_logs").iterdir())
+
+
+def test_a_checkpoint_from_before_calibration_resumes_and_a_new_run_from_weights_starts_uncalibrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints written before the temperature buffer lack it (T = 1, as then); --init_weights resets T to 1."""
+    monkeypatch.chdir(tmp_path)
+    model = MLP(10, (1, 8, 8), hidden_sizes=[16])
+    state = {name: value for name, value in model.state_dict().items() if name != "temperature"}
+    torch.save({"state_dict": state, "loops": {}}, tmp_path / "old.ckpt")
+    assert float(check_checkpoint(str(tmp_path / "old.ckpt"), model)["state_dict"]["temperature"]) == 1
+
+    calibrated = {**model.state_dict(), "temperature": torch.tensor(0.5)}
+    torch.save({"state_dict": calibrated, "loops": {}}, tmp_path / "calibrated.ckpt")
+    cli = build_cli(["--data", "Digits", "--model.hidden_sizes", "[16]", "--init_weights", "calibrated.ckpt"])
+    cli.trainer.fit = lambda *args, **kwargs: None  # the weights are loaded before training starts
+    fit(cli)
+    assert float(cli.model.temperature) == 1
