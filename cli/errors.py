@@ -98,7 +98,7 @@ def os_error_message(err: OSError) -> str:
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR):
         return (
             f"{where}cannot write there ({err.strerror}): run from a writable folder, or point "
-            "--trainer.logger.init_args.save_dir at one"
+            "--trainer.default_root_dir at one"
         )
     return f"{where}{err.strerror or err}"
 

@@ -40,6 +40,8 @@ def prepare_run(config: Namespace, parser: ArgumentParser, callbacks: list[Callb
     if config.ckpt_path and config.init_weights:
         raise RunError("--ckpt_path resumes a run, --init_weights starts a new one from its weights: give one of them")
     logger = versioned_logger(config)
+    if logger is not None and trainer.default_root_dir and logger.save_dir == ".":
+        logger.save_dir = trainer.default_root_dir  # the logs folder's place: Lightning's loggers would ignore it
     if config.name and logger is not None:
         logger.version = config.name
         # Rank 0 only: the other processes of a DDP run start when rank 0 has claimed the folder already.

@@ -141,6 +141,18 @@ def test_tensorboard_events_hold_curves_learning_rate_and_hparams_and_the_mlflow
     assert "figures/test_confusion_matrix_step000040.png" in artifacts
 
 
+def test_default_root_dir_is_where_the_run_folders_go(tmp_path: Path) -> None:
+    """--trainer.default_root_dir was silently ignored: the logs still went to ./lightning_logs."""
+    args = ["--data", "Digits", "--model.hidden_sizes", "[16]", *QUICK, "--trainer.default_root_dir", "out"]
+    result = run_fit(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (
+        not (tmp_path / "lightning_logs").exists()
+        and "Run folder:      out/lightning_logs/digits-mlp-1" in result.stdout
+    )
+    assert (tmp_path / "out/lightning_logs/digits-mlp-1/checkpoints/last.ckpt").is_file()
+
+
 def test_own_model_from_a_file_outside_the_project(tmp_path: Path) -> None:
     (tmp_path / "my_nets.py").write_text(
         textwrap.dedent(
