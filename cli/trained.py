@@ -14,12 +14,17 @@ from torch import Tensor
 
 from callbacks.resume import PRECISION_KEY
 from cli.errors import CommandError
+from cli.run_folders import relative
 from datamodules import ClassificationDataModule
 from datamodules.names import shown_name
 from models import ImageClassifier
 from models.tta import TTAName
 
-CKPT_HELP = "Checkpoint written by scripts/fit.py, such as lightning_logs/mnist-mlp-1/checkpoints/last.ckpt."
+CKPT_HELP = (
+    "Checkpoint written by scripts/fit.py, such as lightning_logs/mnist-mlp-1/checkpoints/last.ckpt, or a run's folder "
+    "or name (mnist-mlp-1): its best checkpoint (its calibrated copy where there is one), else its last.ckpt."
+)
+RUNS = Path("lightning_logs")  # where a run given by name is looked for, as scripts/fit.py keeps them
 
 
 @dataclass
@@ -45,11 +50,35 @@ def import_class(class_path: str) -> Any:
         ) from None
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint of scripts/fit.py: any ImageClassifier subclass, rebuilt from its own hyperparameters."""
-    path = Path(path)
-    if not path.is_file():
-        raise CommandError(f"no checkpoint at {path}: give a .ckpt file of a run, {CKPT_HELP.partition(', ')[2]}")
+def checkpoint_path(value: str | Path, calibrated: bool = True) -> Path:
+    """The checkpoint ``value`` names: a .ckpt file, or a run's folder or name (in ``lightning_logs``): its best
+    checkpoint (its calibrated copy where there is one and ``calibrated``), else its last.ckpt."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    if not path.is_dir() and (RUNS / path).is_dir():
+        path = RUNS / path
+    folder = path / "checkpoints"
+    if not folder.is_dir():
+        raise CommandError(
+            f"no checkpoint at {value}: give a .ckpt file of a run, such as "
+            "lightning_logs/mnist-mlp-1/checkpoints/last.ckpt, or a run's folder or name"
+        )
+    best = sorted(p for p in folder.glob("best-*.ckpt") if not p.stem.endswith("-calibrated"))
+    if len(best) > 1:
+        raise CommandError(f"{relative(folder)} holds {len(best)} best checkpoints: give the .ckpt file")
+    chosen = best[0] if best else folder / "last.ckpt"
+    if calibrated and chosen.with_name(f"{chosen.stem}-calibrated.ckpt").is_file():
+        chosen = chosen.with_name(f"{chosen.stem}-calibrated.ckpt")
+    if not chosen.is_file():
+        raise CommandError(f"{relative(folder)} holds no best-*.ckpt or last.ckpt: give a .ckpt file")
+    return chosen
+
+
+def load_checkpoint(value: str | Path) -> Checkpoint:
+    """Read a checkpoint of scripts/fit.py (a file, or a run's, see ``checkpoint_path``): any ImageClassifier subclass,
+    rebuilt from its own hyperparameters."""
+    path = checkpoint_path(value)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # pickle, zip and torch errors alike: the file is not a checkpoint

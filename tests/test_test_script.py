@@ -20,9 +20,12 @@ def test_test_on_the_checkpoints_own_data_and_on_its_images_as_files(
     assert metrics["test/acc"] == pytest.approx(fit_accuracy(mnist_mlp), abs=1e-6)
     assert "test/acc" in result.stdout
 
-    result = run_script("test", "--ckpt_path", str(mnist_mlp), "--images", str(mnist_pngs), cwd=tmp_path)
+    # The run given by its name, as to fit.py's --ckpt_path: its best checkpoint (or that one's calibrated copy).
+    args = ["--ckpt_path", "mnist-mlp-1", "--images", str(mnist_pngs), "--json", str(tmp_path / "i.json")]
+    result = run_script("test", *args, cwd=mnist_mlp.parents[2])
     assert result.returncode == 0, result.stderr
-    metrics = json.loads(mnist_mlp.with_suffix(".test_metrics.json").read_text())
+    metrics = json.loads((tmp_path / "i.json").read_text())
+    assert Path(metrics["checkpoint"]).name.startswith(mnist_mlp.stem)
     assert metrics["test/acc"] == pytest.approx(fit_accuracy(mnist_mlp), abs=1e-6)
 
 

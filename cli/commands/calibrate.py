@@ -12,16 +12,13 @@ Examples:
     python scripts/calibrate.py lightning_logs/mnist-mlp-1/checkpoints/last.ckpt --data.data_dir ../shared/data
 """
 
-from pathlib import Path
-
 from jsonargparse import ArgumentParser
 from lightning.pytorch import Trainer
 
 from cli.calibration import calibrate_checkpoint, calibration_table
-from cli.errors import CommandError
 from cli.exits import run_command
 from cli.run_folders import relative
-from cli.trained import add_data_arguments, data_from, load_checkpoint
+from cli.trained import add_data_arguments, checkpoint_path, data_from, load_checkpoint
 
 
 def build_parser() -> ArgumentParser:
@@ -47,28 +44,11 @@ def positional(args: list[str]) -> str | None:
     return None
 
 
-def checkpoint_path(value: str) -> Path:
-    """The checkpoint that ``value`` names: a .ckpt file, or a run folder's best checkpoint, else its last.ckpt."""
-    path = Path(value)
-    if path.is_file():
-        return path
-    folder = path / "checkpoints"
-    if not folder.is_dir():
-        raise CommandError(f"{value} is neither a checkpoint file nor a run folder with checkpoints/: give one")
-    best = sorted(p for p in folder.glob("best-*.ckpt") if not p.stem.endswith("-calibrated"))
-    if len(best) > 1:
-        raise CommandError(f"{relative(folder)} holds {len(best)} best checkpoints: give the .ckpt file to calibrate")
-    chosen = best[0] if best else folder / "last.ckpt"
-    if not chosen.is_file():
-        raise CommandError(f"{relative(folder)} holds no best-*.ckpt or last.ckpt: give a .ckpt file")
-    return chosen
-
-
 def calibrate(args: list[str]) -> None:
     """Fit the temperature, write the calibrated checkpoint, print the figures before and after."""
     parser = build_parser()
     given = positional(args)
-    checkpoint = load_checkpoint(checkpoint_path(given)) if given else None
+    checkpoint = load_checkpoint(checkpoint_path(given, calibrated=False)) if given else None
     if checkpoint is not None:
         parser.set_defaults(data=checkpoint.data_config)
     config = parser.parse_args(args)
