@@ -5,13 +5,14 @@ import errno
 import importlib
 import re
 from argparse import ArgumentError
+from pathlib import Path
 
 import yaml
 from jsonargparse import ArgumentParser
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from callbacks import NonFiniteLossError
-from cli.config_files import config_files, holds_key
+from cli.config_files import config_files, holds_key, read_yaml
 from cli.flags import BUILT_IN, SHORT_FLAGS
 from datamodules import DataError
 from datamodules.errors import first_line
@@ -33,6 +34,9 @@ def parse_error(parser: ArgumentParser, err: ArgumentError, args: list[str]) -> 
     """One line for an error of the parser: invalid YAML with its place, an unknown option with the closest one
     (in a ``--config`` file, spelled as there), an option's error with the file that set it; else ``err`` itself."""
     inner = error_chain(err)[-1]
+    empty = [file for file in config_files(args) if Path(file).is_file() and read_yaml(file) is None]
+    if empty and str(inner).startswith("Unexpected config"):
+        return ArgumentError(None, f"--config {empty[0]}: the file holds no options: give YAML such as 'model: CNN'")
     if isinstance(inner, yaml.MarkedYAMLError) and inner.problem_mark is not None:
         mark, files = inner.problem_mark, " ".join(config_files(args))
         where = f"line {mark.line + 1}, column {mark.column + 1}"

@@ -94,6 +94,8 @@ def differences(stored: dict[str, Any], options: dict[str, Any]) -> list[str]:
 
 def load_training_checkpoint(path: Path) -> dict[str, Any]:
     """The training checkpoint at ``path``; a RunError in one line when it is unreadable or no such checkpoint."""
+    if path.is_file() and path.stat().st_size == 0:  # torch's own error speaks of mmap and zip files
+        raise RunError(f"the checkpoint {path} is empty (0 bytes): it was never written; resume from another one")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # any failure to load means the same to the user: this file cannot be resumed

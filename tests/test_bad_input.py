@@ -59,6 +59,8 @@ FLAGS = [
     (["--config", "max_epoch.yaml"], "--config max_epoch.yaml: unknown option trainer.max_epoch: did you mean", 2),
     (["--config", "lrr.yaml"], "--config lrr.yaml: unknown option model.lrr: did you mean model.lr?", 2),
     (["--config", "ten.yaml"], "--config ten.yaml: trainer.max_epochs: Expected a <class 'int'>. Got value: ten", 2),
+    (["--config", "empty.yaml"], "--config empty.yaml: the file holds no options: give YAML such as", 2),
+    (["--ckpt_path", "zero.ckpt"], "the checkpoint zero.ckpt is empty (0 bytes): it was never written", 1),
     (["--data.batch_size", "5000"], "--data.batch_size 5000 is larger than the training set (1258 images)", 1),
     (["--ckpt_path", "missing.ckpt"], "--ckpt_path missing.ckpt: no such checkpoint file", 1),
     (["--ckpt_path", "last"], "--ckpt_path last: no last.ckpt in lightning_logs", 1),
@@ -74,6 +76,8 @@ CONFIGS = {
     "max_epoch.yaml": "trainer:\n  max_epoch: 3\n",
     "lrr.yaml": "model:\n  class_path: models.MLP\n  init_args:\n    lrr: 0.1\n",
     "ten.yaml": "trainer:\n  max_epochs: ten\n",
+    "empty.yaml": "# nothing but a comment\n",
+    "zero.ckpt": "",
 }
 
 
