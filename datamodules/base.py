@@ -329,7 +329,7 @@ class ClassificationDataModule(LightningDataModule):
         if augmentation.flip != "none" and not self.flips_allowed:
             raise ValueError(
                 f"{type(self).__name__} holds digits, which a mirror turns into other shapes: no flips "
-                "(use --data.augment crop, and --data.flip none)"
+                f"(add --data.flip none to keep the rest of --data.augment {self.augment})"
             )
 
     @property

@@ -176,7 +176,8 @@ class Airbench94(ImageClassifier):
         if min(height, width) < 9:
             raise ValueError(
                 f"Airbench94 shrinks the image by one pixel and halves it three times: it needs inputs of at "
-                f"least 9x9, got {height}x{width}; resize the images (--data.image_size)"
+                f"least 9x9, got {height}x{width}: use data with larger images (ImageFolder resizes them with "
+                "--data.image_size), or another model"
             )
         if len(widths) != 3 or min(widths) < 1:
             raise ValueError(f"widths must be three positive channel counts, got {tuple(widths)}")

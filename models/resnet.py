@@ -69,7 +69,8 @@ class ResNet9(ImageClassifier):
         if height < 8 or image_width < 8:
             raise ValueError(
                 f"ResNet9 halves the image three times and needs inputs of at least 8x8, "
-                f"got {height}x{image_width}: resize the images (--data.image_size)"
+                f"got {height}x{image_width}: use data with larger images (ImageFolder resizes them with "
+                "--data.image_size)"
             )
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")

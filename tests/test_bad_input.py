@@ -66,6 +66,8 @@ FLAGS = [
     (["--ckpt_path", "last"], "--ckpt_path last: no last.ckpt in lightning_logs", 1),
     (["--ckpt_path", "no_such_run"], "--ckpt_path no_such_run: no such checkpoint file, run folder or run name", 1),
     (["--max_epochs", "0"], "--max_epochs 0 trains nothing: the test would measure untrained weights", 1),
+    (["--data.augment", "page"], "no flips (add --data.flip none to keep the rest of --data.augment page)", 1),
+    (["--model", "Airbench94"], "got 8x8: use data with larger images (ImageFolder resizes them with", 1),
     (["--data.cutout", "8"], "--data.cutout 8 is not smaller than the 8x8 images: it would erase whole images", 1),
     (["--data.translate", "9"], "--data.translate 9 is not smaller than the 8x8 images", 1),
 ]
