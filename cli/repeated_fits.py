@@ -15,6 +15,7 @@ from cli.exits import stopped_code
 from cli.fitting import calibrated, fit, tested_checkpoint
 from cli.parser import build_cli, validates
 from cli.run_folders import relative
+from loggers.lightning_messages import CHECKPOINT_LOADED, lightning_messages_dropped
 
 
 def fit_and_evaluate(fit_args: list[str]) -> tuple[str, dict[str, float]]:
@@ -26,10 +27,13 @@ def fit_and_evaluate(fit_args: list[str]) -> tuple[str, dict[str, float]]:
     cli = build_cli(fit_args)
     checkpoint, _ = calibrated(cli, tested_checkpoint(cli.trainer, fit(cli)))
     metrics: dict[str, float] = {}
-    if validates(cli.datamodule.hparams):
-        (validated,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint, verbose=False)
-        metrics.update(validated)
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint, verbose=False)
+    with lightning_messages_dropped(*CHECKPOINT_LOADED):
+        if validates(cli.datamodule.hparams):
+            (validated,) = cli.trainer.validate(
+                cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint, verbose=False
+            )
+            metrics.update(validated)
+        cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint, verbose=False)
     # Not test's return value: it leaves out the per-class accuracies, which are kept out of the loggers.
     tested = {name: value for name, value in cli.trainer.callback_metrics.items() if name.startswith("test/")}
     return cli.trainer.log_dir, {**metrics, **tested}
@@ -103,7 +107,7 @@ def run_all(runs_args: list[list[str]], title: str, record: dict[str, Any], outp
     print(f"\n{title}, {seconds:.0f} s; runs {', '.join(record['runs'])}")
     width = max(map(len, summary))
     for name, stats in summary.items():
-        if "/class_acc/" not in name:  # one line per class would bury the rest; they are in the file
+        if "class_acc/" not in name:  # one line per class (val_class_acc/, test/class_acc/): they are in the file
             print(f"  {name:<{width}}  {stats['mean']:.4f} ± {stats['std']:.4f}")
     print(f"Results: {relative(output)}")
     return 0

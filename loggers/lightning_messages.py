@@ -27,6 +27,10 @@ STARTUP_NOISE = (
 )
 
 
+# Printed each time a checkpoint's weights are loaded to validate or test it: the summary says which one.
+CHECKPOINT_LOADED = (r"^Restoring states from the checkpoint", r"^Loaded model weights from")
+
+
 class DropMessages(logging.Filter):
     """A logging filter that drops the records whose message matches one of ``patterns`` (regular expressions)."""
 

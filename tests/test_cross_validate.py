@@ -45,6 +45,8 @@ def test_cross_validation_runs_each_fold_and_writes_mean_and_std(tmp_path: Path)
         assert len(stats["values"]) == 2 and stats["mean"] == pytest.approx(sum(stats["values"]) / 2)
         assert stats["std"] >= 0
     assert f"val/acc           {record['metrics']['val/acc']['mean']:.4f} ± " in result.stdout
+    output = result.stdout + result.stderr
+    assert "class_acc/" not in result.stdout and "Restoring states" not in output and "Loaded model" not in output
 
 
 def test_cross_validation_needs_two_folds(tmp_path: Path) -> None:

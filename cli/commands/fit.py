@@ -13,7 +13,7 @@ from cli.flags import expand_short_flags
 from cli.parser import FitCLI, build_cli
 from cli.reports import print_summary, report_interrupted, report_interrupted_outside_training
 from cli.run_folders import discard_failed_run
-from loggers.lightning_messages import lightning_messages_dropped
+from loggers.lightning_messages import CHECKPOINT_LOADED, lightning_messages_dropped
 
 
 def fit_and_test(cli: FitCLI) -> tuple[str, str | None, Calibration | None]:
@@ -22,7 +22,7 @@ def fit_and_test(cli: FitCLI) -> tuple[str, str | None, Calibration | None]:
     best = fit(cli)
     tested, calibration = calibrated(cli, tested_checkpoint(cli.trainer, best))
     # verbose=False: Lightning's table would print raw float32 values; print_summary rounds them.
-    with lightning_messages_dropped(r"^Restoring states from the checkpoint", r"^Loaded model weights from"):
+    with lightning_messages_dropped(*CHECKPOINT_LOADED):
         cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=tested, verbose=False)
     return best, tested, calibration
 
