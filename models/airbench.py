@@ -54,8 +54,7 @@ def whitening_weight(images: Tensor, eps: float, kernel_size: int = WHITEN_KERNE
 
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     """A 3x3 convolution without bias whose first ``in_channels`` filters start as the identity (dirac)."""
-    # padding 1, not "same" (the same for a 3x3 kernel): torch's int8 convolutions take only numbers (quantize.py).
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding="same", bias=False)
     with torch.no_grad():
         nn.init.dirac_(conv.weight[: min(in_channels, out_channels)])
     return conv
@@ -207,10 +206,8 @@ class Airbench94(ImageClassifier):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.contiguous(memory_format=self.memory_format)
-        # The autocast in force, asked by name, not by x.device: quantize.py traces forward, where x is a symbol.
-        autocast = next((device for device in ("cuda", "cpu") if torch.is_autocast_enabled(device)), None)
-        if self.hparams.whiten_float32 and autocast is not None:
-            with torch.autocast(autocast, enabled=False):
+        if self.hparams.whiten_float32:
+            with torch.autocast(x.device.type, enabled=False):
                 x = self.whiten(x.float())
         else:
             x = self.whiten(x)
