@@ -22,6 +22,11 @@ from callbacks.summary import NetworkSummary
 from callbacks.test_metrics import SaveTestMetrics
 from callbacks.tuning import BatchSizeTuner, LRFinder
 
+# The classes that moved to loggers/ and models/, under the import paths that the config.yaml of a run from
+# before the move names (callbacks.RunLogger, callbacks.AtomicCheckpointIO): --config with it still resumes it.
+from loggers import AtomicCheckpointIO, RunFolder, RunLogger, RunMLFlowLogger, StepCSVLogger  # noqa: F401
+from models.ema import EMAWeights  # noqa: F401
+
 __all__ = [
     "BatchSizeTuner",
     "ClassificationFigures",

@@ -395,3 +395,13 @@ def test_help_keeps_the_examples_and_a_class_help_is_short(capsys: pytest.Captur
         build_cli(["--model.help", "CNN"])
     model_help = capsys.readouterr().out
     assert "--model.l1" in model_help and len(model_help.splitlines()) < 150, model_help[-2000:]
+
+
+def test_a_config_from_before_the_loggers_moved_still_builds_its_run(tmp_path: Path, monkeypatch) -> None:
+    """A run's config.yaml from before loggers/ names callbacks.RunLogger and callbacks.AtomicCheckpointIO."""
+    monkeypatch.chdir(tmp_path)
+    old = "trainer:\n  logger:\n    class_path: callbacks.RunLogger\n"
+    old += "  plugins:\n    class_path: callbacks.AtomicCheckpointIO\n"
+    (tmp_path / "config.yaml").write_text(old)
+    cli = build_cli(["--config", "config.yaml", "--data", "Digits"])
+    assert type(cli.trainer.logger).__name__ == "RunLogger"
