@@ -62,6 +62,7 @@ def prepare_run(config: Namespace, parser: ArgumentParser, callbacks: list[Callb
     else:
         checkpoint = named_checkpoint(config.ckpt_path, config, "--ckpt_path")
     check_options(checkpoint, options, trainer.max_epochs)
+    check_unfinished(checkpoint, trainer.max_epochs, trainer.max_steps)
     config.ckpt_path = str(checkpoint)
     continue_in_its_folder(config, checkpoint)
 
@@ -185,6 +186,23 @@ def check_options(path: Path, options: dict[str, Any], max_epochs: int | None) -
             f"{relative(path)} was written with other options: {', '.join(differ[:3])}: give the options of the run "
             "that wrote it (--config with its config.yaml), or start a new run from its weights with --init_weights"
         )
+
+
+def check_unfinished(path: Path, max_epochs: int | None, max_steps: int | None) -> None:
+    """Refuse to resume a run that has trained its ``max_epochs`` (or ``max_steps``) already: it would only be tested
+    again, over its test_metrics.json and with a second test point in its logs."""
+    checkpoint = load_training_checkpoint(path)
+    epochs = checkpoint["loops"].get("fit_loop", {}).get("epoch_progress", {}).get("total", {}).get("processed", 0)
+    steps = checkpoint.get("global_step", 0)
+    epochs_done = max_epochs is not None and 0 <= max_epochs <= epochs
+    steps_done = max_steps is not None and 0 < max_steps <= steps
+    if not (epochs_done or steps_done):
+        return
+    run = relative(path.parent.parent) if path.parent.name == "checkpoints" else relative(path)
+    raise RunError(
+        f"{run} has finished its training ({epochs} epochs, {steps} steps), and was tested: nothing to resume; "
+        f"train it longer in a new run from its weights: --init_weights {run} --max_epochs N"
+    )
 
 
 def check_checkpoint(path: str, model: LightningModule) -> dict[str, Any]:

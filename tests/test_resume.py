@@ -195,6 +195,10 @@ def test_a_second_run_into_a_named_run_folder_stops_before_touching_it(tmp_path:
     assert repeated.returncode == 0, repeated.stderr
     assert "Run folder:      lightning_logs/digits-mlp-1" in repeated.stdout
     assert {path: data for path, data in contents(tmp_path).items() if path in before} == before
+    # Resuming it when it has finished would only test it again, over its figures: refused, nothing touched.
+    finished = run_fit(*args, "--ckpt_path", "last", cwd=tmp_path)
+    assert finished.returncode == 1 and "lightning_logs/first has finished its training (1 epochs" in finished.stderr
+    assert {path: data for path, data in contents(tmp_path).items() if path in before} == before
 
 
 def test_named_runs_started_together_or_killed_before_a_checkpoint(tmp_path: Path) -> None:
