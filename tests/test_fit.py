@@ -136,6 +136,9 @@ def test_tensorboard_events_hold_curves_learning_rate_and_hparams_and_the_mlflow
     assert run.data.metrics["test/acc"] == pytest.approx(tested["test/acc"])
     assert {"train/loss", "val/acc", "train/lr"} <= set(run.data.metrics)
     assert run.data.params["model/class"] == "CNN" and run.data.params["trainer/max_epochs"] == "1"
+    # Named after the run folder, not a random name (the same for every seeded run), and tagged with its path.
+    folder = only_run_dir(tmp_path)
+    assert run.info.run_name == folder.name and run.data.tags["run_folder"] == str(folder.resolve())
     artifacts = {item.path for folder in ("run", "figures") for item in client.list_artifacts(run.info.run_id, folder)}
     assert {"run/config.yaml", "run/metrics.csv", "run/test_metrics.json"} <= artifacts
     assert "figures/test_confusion_matrix_step000040.png" in artifacts
@@ -349,7 +352,8 @@ def test_bf16_mixed_precision_on_cpu_logged_to_weights_and_biases_offline(tmp_pa
     assert list(run.glob("events.out.tfevents.*"))
     (offline,) = (tmp_path / "wandb").glob("offline-run-*")
     log = next(offline.glob("run-*.wandb")).read_bytes()
-    missing = [name for name in (b"test/acc", b"val/acc", b"train/loss", b"MLP", b"max_epochs") if name not in log]
+    expected = (b"test/acc", b"val/acc", b"train/loss", b"MLP", b"max_epochs", f"run folder: {run.resolve()}".encode())
+    missing = [name for name in expected if name not in log]
     assert not missing
     files = offline / "files"
     assert {"config.yaml", "metrics.csv", "test_metrics.json"} <= {path.name for path in (files / run.name).iterdir()}
