@@ -2,12 +2,15 @@
 
 from pathlib import Path
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 
 from cli.calibration import Calibration, calibrate_checkpoint
 from cli.parser import FitCLI
 from cli.reports import describe_run
 from cli.resume import check_checkpoint
+from loggers.run_names import name_runs
 from models.classifier import DEFAULT_STATE
 
 
@@ -22,6 +25,10 @@ def fit(cli: FitCLI) -> str:
         cli.model.compile()  # the forward pass only: loss, metrics and logging stay eager
     if cli.trainer.is_global_zero:
         print(describe_run(cli.trainer), flush=True)
+    loggers = cli.trainer.loggers
+    if rank_zero_only.rank == 0 and any(isinstance(logger, (MLFlowLogger, WandbLogger)) for logger in loggers):
+        # The run folder, picked now rather than when training starts: their runs are named after it.
+        name_runs(loggers, Path(cli.trainer.log_dir), resumed=bool(cli.config.ckpt_path))
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
     return cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
 

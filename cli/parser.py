@@ -4,17 +4,14 @@ Trainer's callbacks fitted to the options."""
 import importlib.util
 import sys
 from argparse import ArgumentError
-from pathlib import Path
 from typing import Any
 
 import torch
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 
 from callbacks import (
     ClassificationFigures,
@@ -40,7 +37,6 @@ from cli.resume import prepare_run
 from cli.run_folders import run_prefix
 from datamodules import ClassificationDataModule
 from loggers import ReservedRunFolder
-from loggers.run_names import name_runs
 from models import ImageClassifier
 
 # Headings of the option groups in --help (jsonargparse would take each class docstring's first line).
@@ -127,10 +123,6 @@ class FitCLI(LightningCLI):
         for logger in self.trainer.loggers:
             if isinstance(logger, ReservedRunFolder):
                 logger.folder_prefix = prefix
-        named = (MLFlowLogger, WandbLogger)
-        if rank_zero_only.rank == 0 and any(isinstance(logger, named) for logger in self.trainer.loggers):
-            # The run folder, picked now (not when training starts): their runs are named after it.
-            name_runs(self.trainer.loggers, Path(self.trainer.log_dir), resumed=bool(self.config.ckpt_path))
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         # Lightning refuses these callbacks when the switch that they need is off: leave them out.
