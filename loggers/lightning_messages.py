@@ -24,6 +24,8 @@ STARTUP_NOISE = (
     r"^`Trainer.fit` stopped: `max_(epochs|steps)=\d+` reached",
     # The tuners' own temporary checkpoints (the LR finder's restored once inside the search and announced again).
     r"checkpoint (path )?at .*\.(lr_find|scale_batch_size)_[0-9a-f-]+\.ckpt$",
+    # The model's own callback (EMAWeights of --model.ema_decay) made again for the test after training.
+    r"^The following callbacks returned in `LightningModule.configure_callbacks` will override",
 )
 
 

@@ -13,15 +13,17 @@ from tests.conftest import QUICK, fit_accuracy, run_fit, run_script
 ROW = re.compile(r"^(float32|int8 \w+)\s+([\d.]+)%\s+([\d.]+) MiB\s+([\d.]+) ms$", re.MULTILINE)
 
 
-def quantize(checkpoint: Path, *args: str) -> dict[str, tuple[float, float]]:
-    """Run scripts/quantize.py; returns each printed model's test accuracy (0-1) and size in MiB."""
+def quantize(checkpoint: Path, *args: str) -> tuple[dict[str, tuple[float, float]], str]:
+    """Run scripts/quantize.py; returns each printed model's test accuracy (0-1) and size in MiB, and its output."""
     result = run_script("quantize", "--ckpt_path", str(checkpoint), "--latency_runs", "5", *args, cwd=checkpoint.parent)
     assert result.returncode == 0, result.stderr
-    return {name: (float(acc) / 100, float(size)) for name, acc, size, _ in ROW.findall(result.stdout)}
+    assert "deprecated" not in result.stderr  # torch.ao's warnings (README's Quantize section says why it is used)
+    rows = {name: (float(acc) / 100, float(size)) for name, acc, size, _ in ROW.findall(result.stdout)}
+    return rows, result.stdout
 
 
 def test_dynamic_quantization_of_the_mlp(mnist_mlp: Path) -> None:
-    rows = quantize(mnist_mlp)
+    rows, _ = quantize(mnist_mlp)
     (float_acc, float_size), (int8_acc, int8_size) = rows["float32"], rows["int8 dynamic"]
     assert abs(float_acc - fit_accuracy(mnist_mlp)) < 1e-4
     assert int8_size < 0.5 * float_size and abs(int8_acc - float_acc) <= 0.05
@@ -31,10 +33,11 @@ def test_static_quantization_and_quantization_aware_training_of_the_cnn(tmp_path
     result = run_fit("--model", "CNN", "--model.channels", "[8,16]", "--data", "Digits", *QUICK, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     checkpoint = tmp_path / "lightning_logs" / "digits-cnn-1" / "checkpoints" / "last.ckpt"
-    rows = quantize(checkpoint, "--method", "static", "--calibration_batches", "4")
+    rows, _ = quantize(checkpoint, "--method", "static", "--calibration_batches", "4")
     (float_acc, float_size), (int8_acc, int8_size) = rows["float32"], rows["int8 static"]
     assert int8_size < 0.5 * float_size and abs(int8_acc - float_acc) <= 0.1
-    rows = quantize(checkpoint, "--method", "qat", "--calibration_batches", "4", "--qat_batches", "10")
+    rows, output = quantize(checkpoint, "--method", "qat", "--calibration_batches", "4", "--qat_batches", "10")
+    assert re.search(r"^Epoch 0/0 +10 steps", output, re.MULTILINE)  # the fine-tuning's progress, as a line
     assert set(rows) == {"float32", "int8 static", "int8 qat"} and rows["int8 static"] == (int8_acc, int8_size)
     qat_acc, qat_size = rows["int8 qat"]
     assert qat_size < 0.5 * float_size and abs(qat_acc - float_acc) <= 0.1

@@ -78,7 +78,8 @@ def test_killed_then_interrupted_mid_epoch_then_resumed_ends_as_an_uninterrupted
     assert fit(tmp_path, *periodic, KILL_AT_STEP="75").returncode == -9  # epoch 1; last saved at step 60
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["global_step"] == 60
     # A newer run with the same options, never interrupted: the one to compare with, and the newest last.ckpt.
-    assert fit(tmp_path, *periodic).returncode == 0
+    whole = fit(tmp_path, *periodic)
+    assert whole.returncode == 0 and "will override existing callbacks" not in whole.stdout + whole.stderr
     newer = tmp_path / "lightning_logs/digits-killed-2"
     uninterrupted = json.loads((newer / "test_metrics.json").read_text())
     # The final test of fit.py and scripts/test.py measure the same weights: the best checkpoint's average.

@@ -22,6 +22,7 @@ import copy
 import io
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from typing import Literal
 
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 from torch.ao.quantization import get_default_qconfig_mapping, quantize_dynamic
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
+from callbacks import ProgressLog
 from cli.errors import CommandError
 from cli.exits import run_command
 from cli.trained import CKPT_HELP, add_data_arguments, batches, data_from, parse
@@ -73,7 +75,7 @@ def quantization_aware(model: ImageClassifier, data: ClassificationDataModule, c
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=False,
+        callbacks=[ProgressLog()],  # a line per epoch: fine-tuning can take minutes
     )
     trainer.fit(wrapper, datamodule=data)
     return wrapper.int8()
@@ -142,6 +144,9 @@ def check_method(model: ImageClassifier, method: str) -> None:
 
 def quantize_checkpoint(args: list[str]) -> None:
     """Quantize, measure both models, print the comparison."""
+    # torch.ao.quantization warns that it is deprecated at nearly every call (README's Quantize section says why
+    # it is used): about 20 lines that would bury the table.
+    warnings.filterwarnings("ignore", module=r"torch\.ao\.")
     parser = build_parser()
     config, checkpoint = parse(parser, args)
     model = checkpoint.model
