@@ -52,7 +52,13 @@ def split_logits(
 ) -> tuple[Tensor, Tensor]:
     """The logits and labels of the ``val`` or ``test`` split, from every DDP process (each image once)."""
     loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
-    outputs = trainer.predict(SplitLogits(model, datamodule), dataloaders=loader)
+    # Without the run's callbacks: they act on the model they were made for (the Pretrained model's
+    # BackboneFinetuning asks SplitLogits for its backbone), and the logits need none of them.
+    callbacks, trainer.callbacks = trainer.callbacks, []
+    try:
+        outputs = trainer.predict(SplitLogits(model, datamodule), dataloaders=loader)
+    finally:
+        trainer.callbacks = callbacks
     logits, labels = (torch.cat(parts) for parts in zip(*outputs, strict=True))
     if trainer.world_size > 1:  # uneven shards: torchmetrics' gather pads and trims them
         device = trainer.strategy.root_device
