@@ -9,7 +9,7 @@ from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 from cli.calibration import Calibration, calibrate_checkpoint
 from cli.parser import FitCLI
 from cli.reports import describe_run
-from cli.resume import check_checkpoint
+from cli.resume import check_checkpoint, check_unfinished
 from loggers.run_names import name_runs
 from models.classifier import DEFAULT_STATE
 
@@ -17,7 +17,8 @@ from models.classifier import DEFAULT_STATE
 def fit(cli: FitCLI) -> str:
     """Fit the CLI's model on its datamodule; returns the best checkpoint's path ("" when none was kept)."""
     if cli.config.ckpt_path:
-        check_checkpoint(cli.config.ckpt_path, cli.model)
+        check_checkpoint(cli.config.ckpt_path, cli.model)  # another model's weights: said first
+        check_unfinished(Path(cli.config.ckpt_path), cli.trainer.max_epochs, cli.trainer.max_steps)
     if cli.config.init_weights:
         weights = check_checkpoint(cli.config.init_weights, cli.model)["state_dict"]
         cli.model.load_state_dict({**weights, **DEFAULT_STATE})  # a new run from its weights starts uncalibrated

@@ -62,7 +62,6 @@ def prepare_run(config: Namespace, parser: ArgumentParser, callbacks: list[Callb
     else:
         checkpoint = named_checkpoint(config.ckpt_path, config, "--ckpt_path")
     check_options(checkpoint, options, trainer.max_epochs)
-    check_unfinished(checkpoint, trainer.max_epochs, trainer.max_steps)
     config.ckpt_path = str(checkpoint)
     continue_in_its_folder(config, checkpoint)
 
