@@ -17,8 +17,8 @@ from models.classifier import DEFAULT_STATE
 def fit(cli: FitCLI) -> str:
     """Fit the CLI's model on its datamodule; returns the best checkpoint's path ("" when none was kept)."""
     if cli.config.ckpt_path:
-        check_checkpoint(cli.config.ckpt_path, cli.model)  # another model's weights: said first
-        check_unfinished(Path(cli.config.ckpt_path), cli.trainer.max_epochs, cli.trainer.max_steps)
+        checkpoint = check_checkpoint(cli.config.ckpt_path, cli.model)  # another model's weights: said first
+        check_unfinished(checkpoint, Path(cli.config.ckpt_path), cli.trainer.max_epochs, cli.trainer.max_steps)
     if cli.config.init_weights:
         weights = check_checkpoint(cli.config.init_weights, cli.model)["state_dict"]
         cli.model.load_state_dict({**weights, **DEFAULT_STATE})  # a new run from its weights starts uncalibrated

@@ -137,12 +137,11 @@ class FitCLI(LightningCLI):
         return trainer
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        given = sys.argv[1:] if args is None else list(args)
-        self.command_line = given
+        self.command_line = sys.argv[1:] if args is None else list(args)
         try:
-            super().parse_arguments(parser, with_default_classes(given))
+            super().parse_arguments(parser, with_default_classes(self.command_line))
         except ArgumentError as err:
-            told = parse_error(parser, err, given)
+            told = parse_error(parser, err, self.command_line)
             if told is err:
                 raise
             raise told from None

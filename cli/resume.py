@@ -170,7 +170,7 @@ def check_options(path: Path, options: dict[str, Any], max_epochs: int | None) -
     whole_run_schedule = any(
         key in state for state in checkpoint.get("lr_schedulers", []) for key in ("total_steps", "T_max")
     )
-    run = relative(path.parent.parent) if path.parent.name == "checkpoints" else relative(path)
+    run = run_label(path)
     if length and whole_run_schedule:
         epochs = stored.get("trainer.max_epochs")
         more = max_epochs - epochs if max_epochs and epochs and max_epochs > epochs else "N"
@@ -187,17 +187,22 @@ def check_options(path: Path, options: dict[str, Any], max_epochs: int | None) -
         )
 
 
-def check_unfinished(path: Path, max_epochs: int | None, max_steps: int | None) -> None:
+def run_label(path: Path) -> str:
+    """How a checkpoint's run is named to the user: its run folder, or the file where it lies in none."""
+    return relative(path.parent.parent) if path.parent.name == "checkpoints" else relative(path)
+
+
+def check_unfinished(checkpoint: dict[str, Any], path: Path, max_epochs: int | None, max_steps: int | None) -> None:
     """Refuse to resume a run that has trained its ``max_epochs`` (or ``max_steps``) already: it would only be tested
-    again, over its test_metrics.json and with a second test point in its logs."""
-    checkpoint = load_training_checkpoint(path)
+    again, over its test_metrics.json and with a second test point in its logs. ``checkpoint`` is the one at
+    ``path``, loaded already (``check_checkpoint``)."""
     epochs = checkpoint["loops"].get("fit_loop", {}).get("epoch_progress", {}).get("total", {}).get("processed", 0)
     steps = checkpoint.get("global_step", 0)
     epochs_done = max_epochs is not None and 0 <= max_epochs <= epochs
     steps_done = max_steps is not None and 0 < max_steps <= steps
     if not (epochs_done or steps_done):
         return
-    run = relative(path.parent.parent) if path.parent.name == "checkpoints" else relative(path)
+    run = run_label(path)
     raise RunError(
         f"{run} has finished its training ({epochs} epochs, {steps} steps), and was tested: nothing to resume; "
         f"train it longer in a new run from its weights: --init_weights {run} --max_epochs N"
