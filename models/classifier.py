@@ -254,13 +254,17 @@ class ImageClassifier(LightningModule):
         self.test_nll = MeanMetric(nan_strategy="disable")
         # A buffer, so that checkpoints, load_from_checkpoint and the exported state_dict keep it.
         self.register_buffer("temperature", torch.ones(()))
-        # The training loss's class weights (see class_weights), settled in setup; not saved: derived from the options.
-        given = None if isinstance(class_weights, str) else torch.tensor(class_weights, dtype=torch.float32)
-        self.register_buffer("class_weight", given, persistent=False)
-        if given is not None or class_weights == "balanced":
-            self.criterion.register_buffer("weight", None, persistent=False)  # set only within training steps
+        self._prepare_class_weights(class_weights)
         # The metrics of the last validation and test left out because they are undefined there, with why.
         self.undefined_metrics: dict[str, str] = {}
+
+    def _prepare_class_weights(self, class_weights: ClassWeightsName | list[float]) -> None:
+        """The ``class_weight`` buffer of the training loss: the weights given, or None until ``setup`` settles
+        balanced ones. Not saved: derived from the options (and the data), so checkpoints stay as without them."""
+        given = None if isinstance(class_weights, str) else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weight", given, persistent=False)
+        if class_weights != "none":
+            self.criterion.register_buffer("weight", None, persistent=False)  # set only within training steps
 
     @classmethod
     def from_hparams(cls, hparams: dict[str, Any]) -> "ImageClassifier":
