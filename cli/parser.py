@@ -46,7 +46,7 @@ GROUP_TITLES = {
     "trainer": "Lightning's Trainer (--trainer.*; the short flags above set the most used)",
     "model": "The model (--model.help NAME lists a model's options)",
     "data": "The data (--data.help NAME lists a datamodule's options)",
-    "checkpoint": "Checkpoints (Lightning's ModelCheckpoint): the best by val/acc, and last.ckpt",
+    "checkpoint": "Checkpoints (Lightning's ModelCheckpoint): the best by its monitor (val/acc), and last.ckpt",
     "lr_monitor": "Learning-rate logging (Lightning's LearningRateMonitor)",
     "test_metrics": "After testing: test_metrics.json and TensorBoard's HPARAMS tab",
     "figures": "Confusion matrix and misclassified images in TensorBoard, after each validation and test",
