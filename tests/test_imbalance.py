@@ -207,9 +207,7 @@ def test_ddp_fit_on_an_imbalanced_folder_says_so_samples_weights_and_reports_as_
             ["--checkpoint.monitor", "val/bcc"],
             ["--checkpoint.monitor val/bcc: the run logs no such metric", "val/bacc"],
         ),
-        (["--checkpoint.monitor", "val/loss", "--checkpoint.mode", "max"], ["--checkpoint.mode max", "use min"]),
         (["--model.class_weights", "[1, 2]"], ["--model.class_weights [1.0, 2.0]: give 3 numbers"]),
-        (["--model.class_weights", "[1, -2, 1]"], ["none negative"]),
     ],
 )
 def test_a_bad_monitor_or_bad_weights_are_refused_in_one_line(tmp_path: Path, args: list[str], fragments) -> None:
@@ -217,3 +215,23 @@ def test_a_bad_monitor_or_bad_weights_are_refused_in_one_line(tmp_path: Path, ar
     result = run_fit("--model", "CNN", "--data", "ImageFolder", "--data.root", str(root), *QUICK, *args, cwd=tmp_path)
     assert_user_error(result, *fragments)
     assert not (tmp_path / "lightning_logs").exists() or not any((tmp_path / "lightning_logs").iterdir())
+
+
+def test_early_stopping_and_the_checkpoint_follow_the_direction_of_their_metric(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from cli.parser import build_cli
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--data", "Digits", "--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/bacc"]
+    cli = build_cli([*args, "--checkpoint.monitor", "val/ece"])
+    (stopping,) = [callback for callback in cli.trainer.callbacks if isinstance(callback, EarlyStopping)]
+    assert stopping.mode == "max" and cli.trainer.checkpoint_callback.mode == "min"  # the highest bacc, lowest ECE
+    assert cli.trainer.checkpoint_callback.filename == "best-epoch={epoch}-val_ece={val/ece:.4f}"
+    # A mode given against the metric's direction, and negative weights, are refused (one line: the test above).
+    with pytest.raises(ValueError, match="--checkpoint.mode max would keep the highest val/loss: use min"):
+        build_cli(["--data", "Digits", "--checkpoint.monitor", "val/loss", "--checkpoint.mode", "max"])
+    with pytest.raises(ValueError, match="none negative"):
+        build_cli(["--data", "Digits", "--model.class_weights", "[1, -2, 1, 1, 1, 1, 1, 1, 1, 1]"])
