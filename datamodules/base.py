@@ -248,9 +248,12 @@ class ClassificationDataModule(LightningDataModule):
     @property
     def class_counts(self) -> list[int] | None:
         """The number of training images of each class (the training part, after the validation part is taken out;
-        the whole of it under DDP, not one process's share); None before ``setup`` or where the labels are unknown."""
+        the whole of it under DDP, not one process's share); None before ``setup``, where the labels are unknown, or
+        where some are out of range (the training loader then says which)."""
         labels = None if self.train_set is None else dataset_labels(self.train_set)
-        return None if labels is None else torch.bincount(labels.long(), minlength=self.num_classes).tolist()
+        if labels is None or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes):
+            return None
+        return torch.bincount(labels.long(), minlength=self.num_classes).tolist()
 
     def sample_weights(self, labels: Tensor) -> Tensor:
         """For the balanced sampler: each training sample's weight, 1 / the number of training samples of its class."""

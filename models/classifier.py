@@ -103,7 +103,10 @@ def balanced_class_weights(counts: list[int] | None, names: list[str]) -> Tensor
     from sklearn.utils.class_weight import compute_class_weight  # here: scikit-learn takes seconds to import
 
     if counts is None:
-        raise ValueError("--model.class_weights balanced needs the datamodule's class_counts: give the weights")
+        raise ValueError(
+            "--model.class_weights balanced needs the datamodule's class_counts (the training labels, each within its "
+            "classes): give the weights as a list, or check the labels"
+        )
     if empty := [str(name) for name, count in zip(names, counts, strict=True) if count == 0]:
         raise ValueError(
             f"--model.class_weights balanced: no training image of the class(es) {', '.join(empty)}: "
