@@ -5,12 +5,20 @@ from pathlib import Path
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 
-SHARED_FILES = ("config.yaml", "hparams.yaml", "metrics.csv", "provenance.json", "test_metrics.json")
+SHARED_FILES = (
+    "config.yaml",
+    "hparams.yaml",
+    "metrics.csv",
+    "provenance.json",
+    "test_metrics.json",
+    "classification_report.txt",
+)
 
 
 class ShareRunFiles(Callback):
     """After training and after testing, copy the run folder's files (configuration, per-epoch metrics,
-    provenance, test metrics) to each MLflow logger (artifacts under ``run/``) and W&B logger (the run's files).
+    provenance, test metrics and report) to each MLflow logger (artifacts under ``run/``) and W&B logger (the
+    run's files).
 
     The run folder stays the one the first logger (TensorBoard's) makes; these loggers get copies.
     """

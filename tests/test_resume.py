@@ -72,8 +72,11 @@ def fit(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_killed_then_interrupted_mid_epoch_then_resumed_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
-    # With the weight average, which a checkpoint holds apart from the live weights, and resumes exactly too.
-    periodic = ["--checkpoint.every_n_train_steps", "20", "--model.ema_decay", "0.9"]
+    # With the weight average, which a checkpoint holds apart from the live weights, and resumes exactly too; and
+    # with the balanced sampler (its draws), balanced class weights deferred to epoch 1, the best by val/bacc.
+    periodic = ["--checkpoint.every_n_train_steps", "20", "--model.ema_decay", "0.9", "--data.sampler", "balanced"]
+    periodic += ["--model.class_weights", "balanced", "--model.class_weights_from_epoch", "1"]
+    periodic += ["--checkpoint.monitor", "val/bacc"]
     run = tmp_path / "lightning_logs/digits-killed-1"
     assert fit(tmp_path, *periodic, KILL_AT_STEP="75").returncode == -9  # epoch 1; last saved at step 60
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["global_step"] == 60
