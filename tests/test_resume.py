@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from callbacks import StopOnInterrupt
+from cli.resume import differences
 from tests.conftest import FIT, run_fit, run_script
 
 KILLED = '''
@@ -233,3 +234,14 @@ def test_named_runs_started_together_or_killed_before_a_checkpoint(tmp_path: Pat
 def contents(folder: Path) -> dict[Path, bytes | None]:
     """Every path below ``folder``, with the bytes of the files."""
     return {path: path.read_bytes() if path.is_file() else None for path in folder.rglob("*")}
+
+
+def test_an_option_added_since_a_run_was_written_differs_only_when_given_another_value_than_its_default() -> None:
+    stored = {"model.class_path": "models.MLP", "model.init_args.lr": 0.001, "data.class_path": "datamodules.Digits"}
+    now = {**stored, "model.init_args.class_weights": "none", "data.init_args.sampler": "shuffle"}
+    assert differences(stored, now) == []
+    changed = {**now, "data.init_args.sampler": "balanced", "model.init_args.lr": 0.01}
+    assert differences(stored, changed) == [
+        "--data.sampler balanced (its run: written before the option)",
+        "--model.lr 0.01 (its run: 0.001)",
+    ]
