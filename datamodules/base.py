@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Subset
 from datamodules.augment import AlternatingFlips, Augmentation, AutoAugmentName, FlipMode, PaddingMode, Preset
 from datamodules.batches import LoaderBatches, ShardedBatches, ShardedBatchSampler, TensorBatches, TensorImages
 from datamodules.errors import DataError
+from datamodules.label_noise import change_labels
 from datamodules.transforms import normalize
 
 
@@ -134,6 +135,13 @@ class ClassificationDataModule(LightningDataModule):
         cutmix_alpha: CutMix likewise (0: off).
         mix_p: Probability that an image is mixed (mixup or cutmix).
         mix_switch_p: Probability of cutmix rather than mixup for an image when both alphas are positive.
+        label_noise: Change this fraction of the training data's labels (training and validation parts, never
+            the test split's) at random, each to another class, seeded by ``seed``: known wrong labels, for
+            measuring how many of them ``scripts/find_label_issues.py`` finds (``changed_labels`` lists them).
+
+    After ``setup``, ``image_ids`` holds, for each part set up ("train", "val", "test"), how a user finds each of
+    its images, in the part's order: the file path for image folders, the index in the data set (scikit-learn's
+    ``load_digits()``, torchvision's official train or test set) for the others.
     """
 
     num_classes: int
@@ -165,6 +173,7 @@ class ClassificationDataModule(LightningDataModule):
         cutmix_alpha: float | None = None,
         mix_p: float | None = None,
         mix_switch_p: float | None = None,
+        label_noise: float = 0.0,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -175,6 +184,8 @@ class ClassificationDataModule(LightningDataModule):
             raise ValueError(f"val_size must be 0 or more (a fraction below 1 or a count), got {val_size}")
         if folds == 1 or folds < 0 or (folds and not 0 <= fold < folds):
             raise ValueError(f"folds must be 0 (off) or at least 2, and fold in 0..folds-1; got {folds}, {fold}")
+        if not 0 <= label_noise < 1:
+            raise ValueError(f"label_noise must be a fraction from 0 to below 1, got {label_noise}")
         self.save_hyperparameters()
         self.batch_size = batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
@@ -206,6 +217,9 @@ class ClassificationDataModule(LightningDataModule):
         self.check_augmentation(Augmentation.resolve(augment, 32, **self.augment_options))  # bad options fail now
         self._augmentation: Augmentation | None = None
         self._alternating_flips: AlternatingFlips | None = None
+        self.label_noise = label_noise
+        self.changed_labels: dict[int, int] = {}  # image id -> its label before label_noise changed it
+        self.image_ids: dict[str, list[int] | list[str]] = {}
 
     def val_count(self, n: int) -> int:
         """How many of ``n`` training samples the validation part takes (see ``val_size``); warns of one
@@ -233,6 +247,17 @@ class ClassificationDataModule(LightningDataModule):
         folds = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
         train, val = list(folds.split(labels.numpy(), labels.numpy()))[self.fold]
         return train.tolist(), val.tolist()
+
+    def with_label_noise(self, labels: Tensor, positions: list[int]) -> Tensor:
+        """``labels`` with ``label_noise`` of those at ``positions`` (the training data's) changed at random; the
+        changed ones, by position (their image id), with their labels before, go to ``changed_labels``."""
+        if not self.label_noise:
+            return labels
+        changed_labels, changed = change_labels(
+            labels, torch.as_tensor(positions, dtype=torch.long), self.label_noise, self.num_classes, self.seed
+        )
+        self.changed_labels = {int(i): int(labels[i]) for i in changed}
+        return changed_labels
 
     def keep_in_memory(self, n_images: int) -> bool:
         """Whether ``n_images`` of ``input_shape`` are to be decoded into memory (see ``in_memory``)."""
