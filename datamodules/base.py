@@ -111,9 +111,10 @@ class ClassificationDataModule(LightningDataModule):
             quarter of the free memory.
         on_device: Keep in-memory images on the accelerator for the whole run, so batches need no
             copy; default: on for a CUDA device when they take at most a quarter of its memory.
-        folds: K-fold cross-validation (``scripts/cross_validate.py`` sets it): with 2 or more, the
-            training data (training and validation parts) is split into ``folds`` stratified folds,
-            seeded by ``seed``, and fold number ``fold`` is the validation part; ``val_size`` is unused.
+        folds: K-fold cross-validation (``scripts/cross_validate.py`` and ``scripts/find_label_issues.py`` set
+            it): with 2 or more, the training data (training and validation parts) is split into ``folds``
+            stratified folds, seeded by ``seed``, and fold number ``fold`` is the validation part; ``val_size``
+            is unused.
         fold: Which fold is the validation part, from 0 to ``folds - 1``.
         augment: Preset of training augmentations, done on the device to each image on its own: none;
             crop (random crop after zero padding by an eighth of the height); crop_flip (and a random
