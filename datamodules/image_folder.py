@@ -216,8 +216,8 @@ class ImageFolder(ClassificationDataModule):
     seeded part of ``train/`` stands in for it. For cross-validation (``folds``), the folds split ``train/``
     (less the test part where there is no ``test/`` folder), and a ``val/`` folder is left out. Every file PIL
     reads is an image (the first frame of an animation), turned upright by its EXIF orientation; symbolic
-    links are read as their files, each file
-    once, and never out of their class folder (see ``scan_images``; the number left out is printed).
+    links are read as their files, each file once, and never out of their class folder (see ``scan_images``;
+    the number left out is printed).
     Images are resized and converted to one colour mode. When they are held in memory (``in_memory``),
     they are decoded once and cached as tensors in ``cache_dir``, so later runs start at once; the cache is
     rebuilt when files change, and kept in memory for the run where it cannot be written.
