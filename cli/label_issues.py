@@ -133,6 +133,7 @@ def write_contact_sheet(
     in TensorBoard's IMAGES tab (an events file in ``output``); ``image`` gives an image (uint8, C x H x W) by id."""
     top = [int(position) for position in issues.ranked[:count]]
     if not top:
+        (output / "label_issues.png").unlink(missing_ok=True)  # an earlier ranking's
         return None
     titles = []
     for position in top:
@@ -168,8 +169,9 @@ def summary(issues: LabelIssues, class_names: list[str], changed_labels: dict[in
     return record
 
 
-def summary_lines(record: dict[str, Any], output: Path) -> list[str]:
-    """The summary to print: the flagged images, per given class, the label noise found, and where the files are."""
+def summary_lines(record: dict[str, Any], output: Path, sheet: Path | None) -> list[str]:
+    """The summary to print: the flagged images, per given class, the label noise found, and where the files are
+    (``sheet``: the contact sheet, None where nothing was flagged)."""
     images, flagged = record["images"], record["flagged"]
     per_class = ", ".join(f"{name}: {count}" for name, count in record["flagged_by_given_class"].items() if count)
     share = f"{flagged / images:.1%}"
@@ -179,8 +181,8 @@ def summary_lines(record: dict[str, Any], output: Path) -> list[str]:
             f"Label noise: {noise['changed_and_flagged']:,} of the {noise['changed']:,} changed labels flagged: "
             f"precision {noise['precision']:.1%}, recall {noise['recall']:.1%}"
         )
-    lines.append(
-        f"Wrong-label candidates: {relative(output / 'label_issues.csv')} (best first), contact sheet "
-        f"{relative(output / 'label_issues.png')}, TensorBoard: tensorboard --logdir {relative(output)}"
-    )
+    files = f"{relative(output / 'label_issues.csv')} (best first)"
+    if sheet is not None:
+        files += f", contact sheet {relative(sheet)}, TensorBoard: tensorboard --logdir {relative(output)}"
+    lines.append(f"Wrong-label candidates: {files}")
     return lines

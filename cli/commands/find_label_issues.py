@@ -85,6 +85,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     options, rest = parser.parse_known_args(argv)
     options.split = options.split or ("test" if options.ckpt else "train")
+    if options.sheet_images < 0:
+        raise CommandError(f"--sheet_images must be 0 or more, got {options.sheet_images}")
     if options.folds < 2:
         raise CommandError(f"--folds must be at least 2, got {options.folds}")
     if options.ckpt and options.split == "train":
@@ -212,10 +214,10 @@ def write_results(found: Probabilities, data: ClassificationDataModule, output: 
         dataset, index = images[image_id]
         return dataset[index][0]
 
-    write_contact_sheet(issues, class_names, image, output, options.sheet_images)
+    sheet = write_contact_sheet(issues, class_names, image, output, options.sheet_images)
     record = summary(issues, class_names, data.changed_labels if options.split == "train" else {})
     (output / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
-    print("\n" + "\n".join(summary_lines(record, output)))
+    print("\n" + "\n".join(summary_lines(record, output, sheet)))
 
 
 def find_label_issues() -> int:
