@@ -50,7 +50,7 @@ class SplitLogits(LightningModule):
 def split_logits(
     trainer: Trainer, model: ImageClassifier, datamodule: ClassificationDataModule, split: str
 ) -> tuple[Tensor, Tensor]:
-    """The logits and labels of the ``val`` or ``test`` split, from every DDP process (each image once)."""
+    """The logits and labels of the ``val`` or ``test`` split in its order, from every DDP process (each image once)."""
     loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
     # Without the run's callbacks: they act on the model they were made for (the Pretrained model's
     # BackboneFinetuning asks SplitLogits for its backbone), and the logits need none of them.
@@ -62,8 +62,22 @@ def split_logits(
     logits, labels = (torch.cat(parts) for parts in zip(*outputs, strict=True))
     if trainer.world_size > 1:  # uneven shards: torchmetrics' gather pads and trims them
         device = trainer.strategy.root_device
-        logits, labels = (torch.cat(gather_all_tensors(part.to(device))).cpu() for part in (logits, labels))
+        positions = torch.cat(loader.sampler.index_batches())  # the samples this process predicted, in its order
+        logits, labels, positions = (
+            torch.cat(gather_all_tensors(part.to(device))).cpu() for part in (logits, labels, positions)
+        )
+        order = positions.argsort()  # the processes take turns by batch: back to the split's order
+        logits, labels = logits[order], labels[order]
     return logits, labels
+
+
+def load_weights(model: ImageClassifier, path: Path | str) -> dict[str, Any]:
+    """Give ``model`` the weights of the checkpoint at ``path`` (and the temperature, 1 where it holds none);
+    returns the checkpoint."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    model.on_load_checkpoint(checkpoint)  # the temperature 1 of a checkpoint from before calibration
+    model.load_state_dict(checkpoint["state_dict"])
+    return checkpoint
 
 
 def calibrate_checkpoint(
@@ -83,9 +97,7 @@ def calibrate_checkpoint(
             f"{relative(path)} was trained without a validation split (--data.val_size 0): nothing to fit the "
             "temperature on; train again holding one out, e.g. --data.val_size 5000"
         )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    model.on_load_checkpoint(checkpoint)  # the temperature 1 of a checkpoint from before calibration
-    model.load_state_dict(checkpoint["state_dict"])
+    checkpoint = load_weights(model, path)
     logits = {split: split_logits(trainer, model, datamodule, split) for split in SPLITS}
     factor = fit_temperature(*logits["val"])
     temperature = float(model.temperature) * factor

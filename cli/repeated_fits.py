@@ -9,23 +9,29 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
+from torch import Tensor
 
+from cli.calibration import load_weights, split_logits
 from cli.errors import USER_ERRORS
 from cli.exits import stopped_code
 from cli.fitting import calibrated, fit, tested_checkpoint
-from cli.parser import build_cli, validates
+from cli.parser import FitCLI, build_cli, validates
 from cli.run_folders import relative
 from loggers.lightning_messages import CHECKPOINT_LOADED, lightning_messages_dropped
 
 
-def fit_and_evaluate(fit_args: list[str]) -> tuple[str, dict[str, float]]:
-    """One run of scripts/fit.py; returns its folder and the val and test metrics of the checkpoint it tests.
-
-    That is the best checkpoint, or ``last.ckpt`` without validation (then there are no val metrics), or its
-    calibrated copy with ``--calibrate``.
-    """
-    cli = build_cli(fit_args)
+def fitted(cli: FitCLI) -> str | None:
+    """Run scripts/fit.py's training of a built command line; returns the checkpoint it tests: the best one, or
+    ``last.ckpt`` without validation, or its calibrated copy with ``--calibrate`` (None where checkpointing is off)."""
     checkpoint, _ = calibrated(cli, tested_checkpoint(cli.trainer, fit(cli)))
+    return checkpoint
+
+
+def fit_and_evaluate(fit_args: list[str]) -> tuple[str, dict[str, float]]:
+    """One run of scripts/fit.py; returns its folder and the val and test metrics of the checkpoint it tests
+    (see ``fitted``; without validation there are no val metrics)."""
+    cli = build_cli(fit_args)
+    checkpoint = fitted(cli)
     metrics: dict[str, float] = {}
     with lightning_messages_dropped(*CHECKPOINT_LOADED):
         if validates(cli.datamodule.hparams):
@@ -37,6 +43,19 @@ def fit_and_evaluate(fit_args: list[str]) -> tuple[str, dict[str, float]]:
     # Not test's return value: it leaves out the per-class accuracies, which are kept out of the loggers.
     tested = {name: value for name, value in cli.trainer.callback_metrics.items() if name.startswith("test/")}
     return cli.trainer.log_dir, {**metrics, **tested}
+
+
+def held_out_probabilities(cli: FitCLI, checkpoint: str | None) -> tuple[Tensor, Tensor]:
+    """The class probabilities that the checkpoint's model (without one, the model as trained) gives the images of
+    the validation part, with their labels, in the part's order, on every DDP process.
+
+    In a fold of a cross-validation, those are the images the model was not trained on: out-of-sample
+    probabilities (for scripts/find_label_issues.py).
+    """
+    if checkpoint is not None:
+        load_weights(cli.model, checkpoint)
+    logits, labels = split_logits(cli.trainer, cli.model, cli.datamodule, "val")
+    return logits.softmax(dim=-1), labels
 
 
 def script_parser(description: str, prefix: str) -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Subset
 from datamodules.augment import AlternatingFlips, Augmentation, AutoAugmentName, FlipMode, PaddingMode, Preset
 from datamodules.batches import LoaderBatches, ShardedBatches, ShardedBatchSampler, TensorBatches, TensorImages
 from datamodules.errors import DataError
+from datamodules.label_noise import change_labels
 from datamodules.transforms import normalize
 
 SamplerName = Literal["shuffle", "balanced"]
@@ -112,9 +113,10 @@ class ClassificationDataModule(LightningDataModule):
             quarter of the free memory.
         on_device: Keep in-memory images on the accelerator for the whole run, so batches need no
             copy; default: on for a CUDA device when they take at most a quarter of its memory.
-        folds: K-fold cross-validation (``scripts/cross_validate.py`` sets it): with 2 or more, the
-            training data (training and validation parts) is split into ``folds`` stratified folds,
-            seeded by ``seed``, and fold number ``fold`` is the validation part; ``val_size`` is unused.
+        folds: K-fold cross-validation (``scripts/cross_validate.py`` and ``scripts/find_label_issues.py`` set
+            it): with 2 or more, the training data (training and validation parts) is split into ``folds``
+            stratified folds, seeded by ``seed``, and fold number ``fold`` is the validation part; ``val_size``
+            is unused.
         fold: Which fold is the validation part, from 0 to ``folds - 1``.
         augment: Preset of training augmentations, done on the device to each image on its own: none;
             crop (random crop after zero padding by an eighth of the height); crop_flip (and a random
@@ -141,6 +143,13 @@ class ClassificationDataModule(LightningDataModule):
             1 / the number of training images of its class: every class about equally often). Either is
             seeded by the run's seed and the epoch, shared exactly among DDP processes, and resumable in
             the middle of an epoch.
+        label_noise: Change this fraction of the training data's labels (training and validation parts, never
+            the test split's) at random, each to another class, seeded by ``seed``: known wrong labels, for
+            measuring how many of them ``scripts/find_label_issues.py`` finds (``changed_labels`` lists them).
+
+    After ``setup``, ``image_ids`` holds, for each part set up ("train", "val", "test"), how a user finds each of
+    its images, in the part's order: the file path for image folders, the index in the data set (scikit-learn's
+    ``load_digits()``, torchvision's official train or test set) for the others.
     """
 
     num_classes: int
@@ -173,6 +182,7 @@ class ClassificationDataModule(LightningDataModule):
         mix_p: float | None = None,
         mix_switch_p: float | None = None,
         sampler: SamplerName = "shuffle",
+        label_noise: float = 0.0,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -185,6 +195,8 @@ class ClassificationDataModule(LightningDataModule):
             raise ValueError(f"folds must be 0 (off) or at least 2, and fold in 0..folds-1; got {folds}, {fold}")
         if sampler not in SamplerName.__args__:
             raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SamplerName.__args__)}")
+        if not 0 <= label_noise < 1:
+            raise ValueError(f"label_noise must be a fraction from 0 to below 1, got {label_noise}")
         self.save_hyperparameters()
         self.sampler = sampler
         self.batch_size = batch_size
@@ -217,6 +229,9 @@ class ClassificationDataModule(LightningDataModule):
         self.check_augmentation(Augmentation.resolve(augment, 32, **self.augment_options))  # bad options fail now
         self._augmentation: Augmentation | None = None
         self._alternating_flips: AlternatingFlips | None = None
+        self.label_noise = label_noise
+        self.changed_labels: dict[int, int] = {}  # image id -> its label before label_noise changed it
+        self.image_ids: dict[str, list[int] | list[str]] = {}
 
     def val_count(self, n: int) -> int:
         """How many of ``n`` training samples the validation part takes (see ``val_size``); warns of one
@@ -259,6 +274,17 @@ class ClassificationDataModule(LightningDataModule):
         """For the balanced sampler: each training sample's weight, 1 / the number of training samples of its class."""
         counts = torch.bincount(labels.long(), minlength=self.num_classes).double()
         return (1 / counts)[labels.long()]
+
+    def with_label_noise(self, labels: Tensor, positions: list[int]) -> Tensor:
+        """``labels`` with ``label_noise`` of those at ``positions`` (the training data's) changed at random; the
+        changed ones, by position (their image id), with their labels before, go to ``changed_labels``."""
+        if not self.label_noise:
+            return labels
+        changed_labels, changed = change_labels(
+            labels, torch.as_tensor(positions, dtype=torch.long), self.label_noise, self.num_classes, self.seed
+        )
+        self.changed_labels = {int(i): int(labels[i]) for i in changed}
+        return changed_labels
 
     def keep_in_memory(self, n_images: int) -> bool:
         """Whether ``n_images`` of ``input_shape`` are to be decoded into memory (see ``in_memory``)."""

@@ -38,12 +38,16 @@ class Digits(ClassificationDataModule):
         digits = load_digits()
         # The 17 grey levels 0..16 become 0..255, so these images go through the same uint8 path as all others.
         images = (torch.tensor(digits.images) * 255 / 16).round().to(torch.uint8).unsqueeze(1)
-        data = TensorImages(images, torch.tensor(digits.target))
+        labels = torch.tensor(digits.target)
         if self.folds:  # the test part first, then the folds of the rest
-            rest, test = split_indices(len(data), [self.test_size], self.seed)
-            train, val = ([rest[i] for i in part] for part in self.split_train_val(data.labels[torch.as_tensor(rest)]))
+            rest, test = split_indices(len(labels), [self.test_size], self.seed)
+            labels = self.with_label_noise(labels, rest)
+            train, val = ([rest[i] for i in part] for part in self.split_train_val(labels[torch.as_tensor(rest)]))
         else:
-            train, val, test = split_indices(len(data), [self.val_count(len(data)), self.test_size], self.seed)
+            train, val, test = split_indices(len(labels), [self.val_count(len(labels)), self.test_size], self.seed)
+            labels = self.with_label_noise(labels, train + val)
+        data = TensorImages(images, labels)
+        self.image_ids = {"train": train, "val": val, "test": test}  # indices in load_digits()
         pixels = images[train].double() / 255
         self.mean, self.std = [pixels.mean().item()], [pixels.std().item()]
         self.train_set, self.val_set, self.test_set = data.subset(train), data.subset(val), data.subset(test)

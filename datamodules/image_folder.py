@@ -213,9 +213,11 @@ class ImageFolder(ClassificationDataModule):
     """Your own images, in folders named after their classes: root/train/<class name>/<image files>.
 
     ``root/val/`` and ``root/test/`` are optional and laid out the same way; where one is missing, a
-    seeded part of ``train/`` stands in for it. Every file PIL reads is an image (the first frame of an
-    animation), turned upright by its EXIF orientation; symbolic links are read as their files, each file
-    once, and never out of their class folder (see ``scan_images``; the number left out is printed).
+    seeded part of ``train/`` stands in for it. For cross-validation (``folds``), the folds split ``train/``
+    (less the test part where there is no ``test/`` folder), and a ``val/`` folder is left out. Every file PIL
+    reads is an image (the first frame of an animation), turned upright by its EXIF orientation; symbolic
+    links are read as their files, each file once, and never out of their class folder (see ``scan_images``;
+    the number left out is printed).
     Images are resized and converted to one colour mode. When they are held in memory (``in_memory``),
     they are decoded once and cached as tensors in ``cache_dir``, so later runs start at once; the cache is
     rebuilt when files change, and kept in memory for the run where it cannot be written.
@@ -294,9 +296,10 @@ class ImageFolder(ClassificationDataModule):
             if stats is not None and len(stats) != channels:
                 raise ValueError(f"--data.{name} needs {channels} value(s), one per image channel, got {len(stats)}")
         self.mean, self.std = mean, std  # type: ignore[assignment]  # None until setup() computes them
-        if self.folds:
+        if self.label_noise:
             raise ValueError(
-                "cross-validation (folds) is not supported for ImageFolder yet: use MNIST, CIFAR or Digits"
+                "label_noise is for MNIST, FashionMNIST, CIFAR10, CIFAR100 and Digits: an image folder's labels are "
+                "its class folders (move files between them in a copy to change some)"
             )
         if test_size <= 0:  # split_indices would make it an empty part, as it does for val_size 0
             raise ValueError(f"test_size must be positive (a fraction below 1 or a count), got {test_size}")
@@ -394,14 +397,34 @@ class ImageFolder(ClassificationDataModule):
         in_memory = self.keep_in_memory(sum(map(len, folders.values())))
         parts = {split: self._decoded(split, folder) if in_memory else folder for split, folder in folders.items()}
         train = parts["train"]
-        sizes = ([] if "val" in parts else [self.val_count(len(train))]) + ([] if "test" in parts else [self.test_size])
-        train_idx, *held_out = split_indices(len(train), sizes, self.seed, dataset_labels(train))
+        train_idx, val_idx, test_idx = self._split_train(dataset_labels(train), "val" in parts, "test" in parts)
         if self.mean is None:
             self.mean, self.std = channel_stats(train, train_idx, self.stats_images, self.seed)
 
         def part(indices: list[int]) -> Dataset:
             return train.subset(indices) if isinstance(train, TensorImages) else Subset(train, indices)
 
+        files = {split: [path for path, _ in folder.samples] for split, folder in folders.items()}
         self.train_set = part(train_idx)
-        self.val_set = parts["val"] if "val" in parts else part(held_out.pop(0))
-        self.test_set = parts["test"] if "test" in parts else part(held_out.pop(0))
+        self.val_set = parts["val"] if val_idx is None else part(val_idx)
+        self.test_set = parts["test"] if test_idx is None else part(test_idx)
+        self.image_ids = {
+            split: files[split] if indices is None else [files["train"][i] for i in indices]
+            for split, indices in (("train", train_idx), ("val", val_idx), ("test", test_idx))
+        }
+
+    def _split_train(
+        self, labels: torch.Tensor, has_val: bool, has_test: bool
+    ) -> tuple[list[int], list[int] | None, list[int] | None]:
+        """Indices in train/ of the training part, and of the validation and test parts where they have no folder
+        of their own (None where they have). With folds, the validation part is the fold, and a val/ folder is
+        left out: the folds split train/ (less the test part where there is no test/ folder)."""
+        test_sizes = [] if has_test else [self.test_size]
+        if self.folds:
+            pool, *test = split_indices(len(labels), test_sizes, self.seed, labels)
+            train, val = ([pool[i] for i in part] for part in self.split_train_val(labels[torch.as_tensor(pool)]))
+            return train, val, test[0] if test else None
+        sizes = ([] if has_val else [self.val_count(len(labels))]) + test_sizes
+        train, *held_out = split_indices(len(labels), sizes, self.seed, labels)
+        val = None if has_val else held_out.pop(0)
+        return train, val, held_out[0] if held_out else None

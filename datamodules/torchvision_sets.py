@@ -106,7 +106,11 @@ class TorchvisionDataModule(ClassificationDataModule):
         """Split the official train set into train and validation parts; open the official test set."""
         if stage in ("fit", "validate"):
             train = self._open(train=True)
-            train_idx, val_idx = self.split_train_val(torch.as_tensor(train.targets))
+            labels = self.with_label_noise(torch.as_tensor(train.targets), list(range(len(train))))
+            if self.label_noise:
+                train.targets = labels if isinstance(train.targets, torch.Tensor) else labels.tolist()
+            train_idx, val_idx = self.split_train_val(labels)
+            self.image_ids.update(train=train_idx, val=val_idx)  # indices in the official train set
             if self.keep_in_memory(len(train)):
                 train = self._tensors(train)
                 self.train_set, self.val_set = train.subset(train_idx), train.subset(val_idx)
@@ -115,6 +119,7 @@ class TorchvisionDataModule(ClassificationDataModule):
                 self.train_set, self.val_set = Subset(train, train_idx), Subset(train, val_idx)
         if stage in ("test", "predict"):
             test = self._open(train=False)
+            self.image_ids["test"] = list(range(len(test)))
             self.test_set = (
                 self._tensors(test) if self.keep_in_memory(len(test)) else with_transform(test, to_uint8_tensor())
             )

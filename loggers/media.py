@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,3 +54,15 @@ def log_text(trainer: Trainer, tag: str, markdown: str) -> None:
             logger.experiment.add_text(tag, markdown, step)
         elif isinstance(logger, MLFlowLogger):
             logger.experiment.log_text(logger.run_id, markdown, artifact_name(tag, step, ".md"))
+
+
+def write_figure(folder: Path, tag: str, figure: Figure) -> Path:
+    """Write ``figure`` as ``folder/<tag>.png`` and under ``tag`` in TensorBoard's IMAGES tab, in an events file of
+    ``folder`` (a TensorBoard run of its own, for a command that is no training run); returns the PNG's path."""
+    from torch.utils.tensorboard import SummaryWriter  # here: only the commands outside training need it
+
+    png = folder / f"{tag.replace('/', '_')}.png"
+    figure.savefig(png)
+    with SummaryWriter(str(folder)) as writer:
+        writer.add_figure(tag, figure, close=False)
+    return png
