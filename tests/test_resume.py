@@ -18,29 +18,38 @@ from callbacks import StopOnInterrupt
 from tests.conftest import FIT, run_fit, run_script
 
 KILLED = '''
-import errno, os, signal
-import lightning.fabric.plugins.io.torch_io as torch_io
+import errno, os, signal, tempfile
+import torch
 from models import MLP
 
-write_checkpoint = torch_io._atomic_save  # what every checkpoint save ends in
+write = torch.save  # what every checkpoint save ends in, into the .part file beside the checkpoint
 saves = 0
 
 
-def failing_write(checkpoint, path):
+def failing_write(checkpoint, file, *args, **kwargs):
     """Write checkpoint number $FAIL_AT_SAVE only in part, then die (FAILURE=kill) or find the disk full."""
     global saves
+    if not str(getattr(file, "name", "")).endswith(".part"):
+        return write(checkpoint, file, *args, **kwargs)
     saves += 1
     if saves < int(os.environ["FAIL_AT_SAVE"]):
-        return write_checkpoint(checkpoint, path)
-    with open(path, "wb") as file:
-        file.write(b"the first bytes of a checkpoint")
+        return write(checkpoint, file, *args, **kwargs)
+    file.write(b"the first bytes of a checkpoint")
+    file.flush()
     if os.environ.get("FAILURE") == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), file.name)
+
+
+def full_temporary_folder(*args, **kwargs):
+    """$TMPDIR_FULL: a $TMPDIR with no room left."""
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), tempfile.gettempdir())
 
 
 if "FAIL_AT_SAVE" in os.environ:
-    torch_io._atomic_save = failing_write
+    torch.save = failing_write
+if "TMPDIR_FULL" in os.environ:
+    tempfile.mkstemp = tempfile.mkdtemp = tempfile.NamedTemporaryFile = full_temporary_folder
 
 
 class Killed(MLP):
@@ -157,7 +166,8 @@ def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint_whole(tmp_path
     assert last["epoch"] == 0 and last["global_step"] == 40
     assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents.*"))
 
-    resumed = fit(tmp_path, "--ckpt_path", "last")
+    # With no room left in $TMPDIR: checkpoints are written beside their target only.
+    resumed = fit(tmp_path, "--ckpt_path", "last", TMPDIR_FULL="1")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((run / "test_metrics.json").read_text())["test/acc"] > 0.5
 
