@@ -4,12 +4,14 @@ libraries' noise off, and NVIDIA's NVML left alone where there is no driver."""
 import ctypes
 import functools
 import os
+import signal
 import sys
 import warnings
 
 from docstring_parser import DocstringStyle
 from jsonargparse import set_parsing_settings
 
+from cli import interrupted_while_loading
 from loggers.lightning_messages import STARTUP_NOISE, drop_lightning_messages
 
 # Printed on every run by the libraries; nothing that a user of these commands can act on.
@@ -51,6 +53,8 @@ def prepare_process() -> None:
         sys.path.insert(0, os.getcwd())
     quiet_libraries()
     skip_nvml_without_driver()
+    if signal.getsignal(signal.SIGINT) is interrupted_while_loading:  # loaded: Ctrl-C as Python handles it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @functools.cache

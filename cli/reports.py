@@ -1,5 +1,6 @@
 """What a run prints for its user: what it runs on, the summary at the end, and where an interrupt left it."""
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -66,14 +67,29 @@ def report_interrupted(stop: RunInterrupted, trainer: Trainer, args: list[str]) 
     if not stop.checkpoint:
         print(f"{where}: no last.ckpt to resume from (--trainer.enable_checkpointing false)", file=sys.stderr)
         return 130
+    saved = "written at this step" if stop.saved_now else "of the last epoch"
+    command = resume_command(trainer, args)
+    print(f"{where}: last.ckpt {saved}: {relative(stop.checkpoint)}; resume with: {command}", file=sys.stderr)
+    return 130
+
+
+def resume_command(trainer: Trainer, args: list[str]) -> str:
+    """The command that resumes the run of ``trainer``, started with the options ``args``, from its last.ckpt."""
     # Not --init_weights: the resumed checkpoint holds the weights, and the two options are not given together.
     left_out = {"--ckpt_path", "--init_weights"}
     previous = ["", *args[:-1]]
     kept = [arg for arg, before in zip(args, previous, strict=True) if not {arg.split("=")[0], before} & left_out]
-    command = shlex.join([*command_name(), *kept, "--ckpt_path", relative(trainer.log_dir)])
-    saved = "written at this step" if stop.saved_now else "of the last epoch"
-    print(f"{where}: last.ckpt {saved}: {relative(stop.checkpoint)}; resume with: {command}", file=sys.stderr)
-    return 130
+    return shlex.join([*command_name(), *kept, "--ckpt_path", relative(trainer.log_dir)])
+
+
+def where_to_resume(trainer: Trainer, args: list[str]) -> str:
+    """For a run stopped at once by a second Ctrl-C: its last.ckpt and the command that resumes it, or that it has
+    none yet (the end of a line)."""
+    checkpoint = trainer.checkpoint_callback
+    last = os.path.join(checkpoint.dirpath, "last.ckpt") if checkpoint and checkpoint.dirpath else ""
+    if not last or not os.path.isfile(last):
+        return ": no last.ckpt written yet, nothing to resume"
+    return f": last.ckpt as last saved: {relative(last)}; resume with: {resume_command(trainer, args)}"
 
 
 def command_name() -> list[str]:

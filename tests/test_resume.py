@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,13 +55,15 @@ if "TMPDIR_FULL" in os.environ:
 
 class Killed(MLP):
     """The MLP, killed with SIGKILL (as by kill -9) after training step $KILL_AT_STEP, or sent SIGINT (as by
-    Ctrl-C) after step $INTERRUPT_AT_STEP."""
+    Ctrl-C) after step $INTERRUPT_AT_STEP, twice with $INTERRUPT_TWICE."""
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.global_step == int(os.environ.get("KILL_AT_STEP", -1)):
             os.kill(os.getpid(), signal.SIGKILL)
         if self.global_step == int(os.environ.get("INTERRUPT_AT_STEP", -1)):
             os.kill(os.getpid(), signal.SIGINT)
+            if "INTERRUPT_TWICE" in os.environ:
+                os.kill(os.getpid(), signal.SIGINT)
 '''
 
 # Digits with batch 32: 40 training steps an epoch. Dropout and the augmentations make the result depend on the
@@ -227,14 +230,31 @@ def test_named_runs_started_together_or_killed_before_a_checkpoint(tmp_path: Pat
 
     from_weights = ["--name", "k", "--init_weights", "same", "--max_epochs", "2"]
     assert fit(tmp_path, *from_weights, KILL_AT_STEP="3").returncode == -9
-    interrupted = fit(tmp_path, *from_weights, INTERRUPT_AT_STEP="50")
+    # Ctrl-C twice: stopped at once, in one line that names the last.ckpt of epoch 0 and the command.
+    interrupted = fit(tmp_path, *from_weights, INTERRUPT_AT_STEP="50", INTERRUPT_TWICE="1")
     assert interrupted.returncode == 130, interrupted.stderr
-    command = shlex.split(interrupted.stderr.strip().splitlines()[-1].partition("; resume with: ")[2])
+    said = interrupted.stderr.strip().splitlines()[-1]
+    assert said.startswith("interrupted again: stopped at once: last.ckpt as last saved: lightning_logs/k/"), said
+    command = shlex.split(said.partition("; resume with: ")[2])
     assert "--init_weights" not in command and command[-2:] == ["--ckpt_path", "lightning_logs/k"]
     resumed = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     provenance = json.loads((tmp_path / "lightning_logs/k/provenance.json").read_text())
     assert [Path(start["resumed_from"] or "none").name for start in provenance] == ["none", "last.ckpt"]
+
+
+def test_ctrl_c_while_the_libraries_load_is_one_line(tmp_path: Path) -> None:
+    environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, str(FIT), "--data", "Digits"]
+    started = subprocess.Popen(command, cwd=tmp_path, env=environment, stderr=subprocess.PIPE)
+    maps = Path(f"/proc/{started.pid}/maps")
+    while "libtorch" not in maps.read_text():  # torch is loading; it and Lightning take seconds more
+        time.sleep(0.01)
+    started.send_signal(signal.SIGINT)
+    assert started.wait(timeout=60) == 130
+    assert started.stderr.read().decode() == (
+        "interrupted while loading the libraries, before the run started: nothing written\n"
+    )
 
 
 def contents(folder: Path) -> dict[Path, bytes | None]:
