@@ -107,6 +107,10 @@ def os_error_message(err: OSError) -> str:
     return f"{where}{err.strerror or err}"
 
 
+# jsonargparse's words for a value that is no number, such as "nan" (YAML's NaN is ".nan") or "two".
+WRONG_NUMBER = re.compile(r"Expected a <class '(float|int)'>\. Got value: (.*)")
+
+
 def error_line(err: BaseException) -> str:
     """The first line of ``err``'s message; for an error re-raised from a DataLoader worker, the original's."""
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
@@ -136,4 +140,9 @@ def user_message(err: BaseException) -> str:
             f"unknown --{key} {name!r}: {hint}choose one of {', '.join(choices)}, "
             "or give an import path such as my_file.MyClass"
         )
+    if (wrong := WRONG_NUMBER.fullmatch(text)) and key:
+        kind, value = wrong[1], wrong[2]
+        if kind == "float" and value.lower().lstrip("+-") in {"nan", "inf", "infinity"}:
+            return f"--{key} must be a finite number, got {value}"
+        return f"--{key} must be {'a whole number' if kind == 'int' else 'a number'}, got {value!r}"
     return f"--{key}: {text}" if key and not text.startswith("--") else text
