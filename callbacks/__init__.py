@@ -6,6 +6,7 @@ Layer: may import models, datamodules and loggers; never the command line (cli) 
 from callbacks.checkpoint import RunCheckpoint
 from callbacks.figures import ClassificationFigures
 from callbacks.hparams import RunHyperparameters
+from callbacks.log_interval import StepLogInterval
 from callbacks.lr_monitor import TrainLRMonitor
 from callbacks.metrics_csv import EpochMetricsCSV
 from callbacks.nonfinite import NonFiniteLossError, StopOnNonFiniteLoss
@@ -46,6 +47,7 @@ __all__ = [
     "SaveRunConfig",
     "SaveTestMetrics",
     "ShareRunFiles",
+    "StepLogInterval",
     "StopOnInterrupt",
     "StopOnNonFiniteLoss",
     "ThrottledRichProgressBar",

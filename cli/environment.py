@@ -24,6 +24,12 @@ IGNORED_WARNINGS = (
     r"Total length of `list` across ranks is zero",
     # The summary's size in MB is that of float32 weights, which is what a checkpoint holds under mixed precision too.
     r"Precision \S+ is not supported by the model summary",
+    # callbacks.StepLogInterval logs short epochs more often instead.
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
+    # A resumed run's checkpoints folder holds its earlier checkpoints (a new run's folder is its own).
+    r"Checkpoint directory .* exists and is not empty",
+    # test.py and predict.py need none of the training's callbacks that a checkpoint names.
+    r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be provided",
 )
 
 

@@ -26,6 +26,7 @@ from callbacks import (
     SaveRunConfig,
     SaveTestMetrics,
     ShareRunFiles,
+    StepLogInterval,
     StopOnInterrupt,
     StopOnNonFiniteLoss,
     TrainLRMonitor,
@@ -214,6 +215,7 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
                 ReliabilityDiagram(),
                 SaveProvenance(),
                 ShareRunFiles(),
+                StepLogInterval(),
             ]
         },
         run=False,

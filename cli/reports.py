@@ -13,15 +13,19 @@ from cli.calibration import Calibration, calibration_line
 from cli.run_folders import discard_failed_run, relative
 
 
-def describe_run(trainer: Trainer) -> str:
-    """One line of what the run uses: device, processes, precision (for Lightning's lines about GPUs and TPUs)."""
+def describe_run(trainer: Trainer, seed: int | None = None, resumed: str | None = None) -> str:
+    """One line of what the run uses: device, processes, precision, seed (for Lightning's lines about GPUs and TPUs
+    and its "Seed set to"), and the checkpoint it resumes (for Lightning's "Restoring states")."""
     # No GPU name: asking CUDA for it here would break the strategies that fork the processes later (ddp_fork).
     device = trainer.strategy.root_device.type
     where = f"{trainer.num_devices} x {device}" if trainer.num_devices > 1 else device
     processes = f"{trainer.world_size} process{'es' if trainer.world_size > 1 else ''}"
     if trainer.num_nodes > 1:
         processes += f" on {trainer.num_nodes} machines"
-    return f"Running on {where}, {processes}, precision {trainer.precision}"
+    line = f"Running on {where}, {processes}, precision {trainer.precision}"
+    if isinstance(seed, int) and not isinstance(seed, bool):  # --seed_everything false: none
+        line += f", seed {seed}"
+    return f"{line}, resuming {relative(resumed)}" if resumed else line
 
 
 def print_summary(

@@ -35,9 +35,8 @@ def only_run_dir(cwd: Path) -> Path:
 
 
 def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mnist_root: Path) -> None:
-    result = run_fit(
-        "--data.data_dir", str(mnist_root), "--data.download", "false", *QUICK, "--max_epochs", "2", cwd=tmp_path
-    )
+    args = ["--data.data_dir", str(mnist_root), "--data.download", "false", *QUICK, "--max_epochs", "2"]
+    result = run_script("fit", *args, cwd=tmp_path, env={"PYTHONWARNINGS": ""})  # warnings as a user sees them
     assert result.returncode == 0, result.stderr
     run = only_run_dir(tmp_path)
     assert run.name == "mnist-mlp-1"
@@ -77,9 +76,20 @@ def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mni
     epochs = [line for line in result.stdout.splitlines() if line.startswith("Epoch ")]
     assert [line.split("  ")[0] for line in epochs] == ["Epoch 0/1", "Epoch 1/1"], result.stdout
     assert all(f" {name} " in line for line in epochs for name in ("train/loss", "val/loss", "val/acc", "samples/s"))
-    assert "Running on cpu, 1 process, precision 32-true" in result.stdout
-    for noise in ("GPU available", "TPU available", "Tip:", "already configured", "estimate number of stepping"):
+    assert "Running on cpu, 1 process, precision 32-true, seed 42\n" in result.stdout
+    noises = ["GPU available", "TPU available", "Tip:", "already configured", "estimate number of stepping"]
+    noises += ["Seed set", "smaller than the logging interval"]
+    for noise in noises:
         assert noise not in output, noise
+    # A loss curve, though the epochs (9 steps) are shorter than Lightning's logging interval (50 steps).
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curve = []
+    for events in run.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        curve += accumulator.Scalars("train/loss_step") if "train/loss_step" in accumulator.Tags()["scalars"] else []
+    assert len(curve) >= 10
     assert "val_metrics" not in result.stdout and "criterion" not in result.stdout  # the summary lists the network
     assert not re.search(r"\d\.\d{7,}", result.stdout)  # no unrounded float32 in the test results
 

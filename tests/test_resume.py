@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 
-from callbacks import StopOnInterrupt
+from callbacks import ProgressLog, StopOnInterrupt
 from tests.conftest import FIT, run_fit, run_script
 
 KILLED = '''
@@ -117,11 +118,14 @@ def test_killed_then_interrupted_mid_epoch_then_resumed_ends_as_an_uninterrupted
     assert said.startswith(prefix) and "; resume with: python " in said, interrupted.stderr
     command = shlex.split(said.partition("; resume with: ")[2])
     assert command[-2:] == ["--ckpt_path", "lightning_logs/digits-killed-1"]
-    environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    environment = {**os.environ, "PYTHONWARNINGS": ""}  # the warnings a user sees
     resumed = subprocess.run(
         [sys.executable, *command[1:]], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr
+    assert ", resuming lightning_logs/digits-killed-1/checkpoints/last.ckpt\n" in resumed.stdout  # the start line
+    for noise in ("Restoring states", "Restored all states", "exists and is not empty", "Seed set"):
+        assert noise not in resumed.stdout + resumed.stderr, noise
 
     assert sorted(newer.rglob("*")) == newer_files  # the newer run's folder is left alone
     for name in ("config.yaml", "config-resume-1.yaml", "config-resume-2.yaml", "test_metrics.json"):
@@ -211,7 +215,7 @@ def test_a_second_run_into_a_named_run_folder_stops_before_touching_it(tmp_path:
     assert {path: data for path, data in contents(tmp_path).items() if path in before} == before
     # Resuming it when it has finished would only test it again, over its figures: refused, nothing touched.
     finished = run_fit(*args, "--ckpt_path", "last", cwd=tmp_path)
-    assert finished.returncode == 1 and "lightning_logs/first has finished its training (1 epochs" in finished.stderr
+    assert finished.returncode == 1 and "lightning_logs/first has finished its training (1 epoch, " in finished.stderr
     assert {path: data for path, data in contents(tmp_path).items() if path in before} == before
 
 
@@ -260,3 +264,34 @@ def test_ctrl_c_while_the_libraries_load_is_one_line(tmp_path: Path) -> None:
 def contents(folder: Path) -> dict[Path, bytes | None]:
     """Every path below ``folder``, with the bytes of the files."""
     return {path: path.read_bytes() if path.is_file() else None for path in folder.rglob("*")}
+
+
+def test_progress_lines_after_a_resume_in_the_middle_of_an_epoch(capsys: pytest.CaptureFixture) -> None:
+    """Times and speeds count from the resume; no line within the epoch at once, nor on its last step; an epoch that
+    max_steps ends early says how many steps it ran."""
+    trainer = SimpleNamespace(num_training_batches=40, is_global_zero=True, max_epochs=3, current_epoch=2, world_size=1)
+    trainer.lightning_module = SimpleNamespace()
+    progress = ProgressLog(interval=60)
+    progress._trainer = trainer
+    progress.get_metrics = lambda trainer, module: {"train/loss": 0.5}
+    batch, module = (torch.zeros(32, 1), torch.zeros(32)), SimpleNamespace()
+    progress.on_train_start(trainer, module)  # resumed at batch 25 of epoch 2: Lightning calls no epoch start
+    progress.on_train_batch_end(trainer, module, None, batch, 25)
+    assert capsys.readouterr().out == ""  # the interval counts from the resume
+    progress.interval = 0
+    progress.on_train_batch_end(trainer, module, None, batch, 26)
+    line = capsys.readouterr().out
+    assert line.startswith("Epoch 2/2  27/40 steps  0:00:00  epoch ETA 0:00:0"), line
+    assert " 0 samples/s" not in line
+    progress.on_train_batch_end(trainer, module, None, batch, 39)
+    assert capsys.readouterr().out == ""  # the last step: the epoch's own line says it
+    progress.on_train_epoch_end(trainer, module)
+    progress.on_train_end(trainer, module)
+    assert capsys.readouterr().out.startswith("Epoch 2/2  40 steps  0:00:00  ETA 0:00:00")
+    progress.on_train_epoch_start(trainer, module)  # an epoch that max_steps ends after 5 of its 40 steps
+    for index in range(5):
+        progress.on_train_batch_end(trainer, module, None, batch, index)
+    capsys.readouterr()
+    progress.on_train_epoch_end(trainer, module)
+    progress.on_train_end(trainer, module)
+    assert capsys.readouterr().out.startswith("Epoch 2/2  5 steps  ")
