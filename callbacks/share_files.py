@@ -5,12 +5,16 @@ from pathlib import Path
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 
+from callbacks.resume import RunInterrupted
+from loggers import RunMLFlowLogger
+
 SHARED_FILES = ("config.yaml", "hparams.yaml", "metrics.csv", "provenance.json", "test_metrics.json")
 
 
 class ShareRunFiles(Callback):
-    """After training and after testing, copy the run folder's files (configuration, per-epoch metrics,
-    provenance, test metrics) to each MLflow logger (artifacts under ``run/``) and W&B logger (the run's files).
+    """After training and after testing, and when either stops on an error or an interrupt, copy the run folder's
+    files (configuration, per-epoch metrics, provenance, test metrics) to each MLflow logger (artifacts under
+    ``run/``) and W&B logger (the run's files). An MLflow run that the user interrupted is marked KILLED.
 
     The run folder stays the one the first logger (TensorBoard's) makes; these loggers get copies.
     """
@@ -21,6 +25,13 @@ class ShareRunFiles(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # Asked here, on every rank: log_dir is a collective call, which teardown may come too late for under DDP.
         self.folder = Path(trainer.log_dir or trainer.default_root_dir)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        # Lightning calls no teardown hook after an exception, and then marks the MLflow run FAILED.
+        for logger in trainer.loggers:
+            if isinstance(logger, RunMLFlowLogger):
+                logger.interrupted = isinstance(exception, (KeyboardInterrupt, RunInterrupted))
+        self.teardown(trainer, pl_module, "exception")
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         folder = self.folder

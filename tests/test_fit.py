@@ -84,12 +84,14 @@ def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mni
     # A loss curve, though the epochs (9 steps) are shorter than Lightning's logging interval (50 steps).
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    curve = []
+    curves = {}
     for events in run.glob("events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events))
         accumulator.Reload()
-        curve += accumulator.Scalars("train/loss_step") if "train/loss_step" in accumulator.Tags()["scalars"] else []
-    assert len(curve) >= 10
+        for tag in accumulator.Tags()["scalars"]:
+            curves.setdefault(tag, []).extend(event.value for event in accumulator.Scalars(tag))
+    assert len(curves["train/loss_step"]) >= 10
+    assert max(curves["train/epoch"]) == 1  # the last epoch trained (the test after it came at epoch 2)
     assert "val_metrics" not in result.stdout and "criterion" not in result.stdout  # the summary lists the network
     assert not re.search(r"\d\.\d{7,}", result.stdout)  # no unrounded float32 in the test results
 
@@ -112,6 +114,7 @@ def test_tensorboard_events_hold_curves_learning_rate_and_hparams_and_the_mlflow
     presets = ["--config", str(configs / "digits.yaml"), "--config", str(configs / "logger" / "mlflow.yaml")]
     result = run_fit(*presets, *QUICK, "--trainer.log_every_n_steps", "10", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert " INFO mlflow" not in result.stderr  # its database's creation, on every first run
     steps, hparams, images = {}, {}, set()
     for events in only_run_dir(tmp_path).glob("events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events))

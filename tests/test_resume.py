@@ -110,8 +110,17 @@ def test_killed_then_interrupted_mid_epoch_then_resumed_ends_as_an_uninterrupted
 
     # The run whose config.yaml is given is resumed, not the newest; Ctrl-C in epoch 2 stops it after that step,
     # with last.ckpt written there, and says how to resume.
-    interrupted = fit(tmp_path, "--config", str(run / "config.yaml"), "--ckpt_path", "last", INTERRUPT_AT_STEP="110")
+    mlflow = ["--config", str(FIT.parents[1] / "configs/logger/mlflow.yaml")]
+    interrupted = fit(
+        tmp_path, "--config", str(run / "config.yaml"), *mlflow, "--ckpt_path", "last", INTERRUPT_AT_STEP="110"
+    )
     assert interrupted.returncode == 130, interrupted.stderr
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (logged,) = client.search_runs([client.get_experiment_by_name("lightning_logs").experiment_id])
+    assert logged.info.status == "KILLED"  # not FAILED: the user stopped it, and it resumes
+    assert "run/config.yaml" in {item.path for item in client.list_artifacts(logged.info.run_id, "run")}
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["global_step"] == 111
     said = interrupted.stderr.strip().splitlines()[-1]
     prefix = "interrupted at epoch 2, step 111: last.ckpt written at this step: lightning_logs/digits-killed-1/"
