@@ -91,9 +91,14 @@ def error_chain(err: BaseException) -> list[BaseException]:
     return chain
 
 
-def os_error_message(err: OSError) -> str:
-    """One line for a failure to read or write a file: what failed, and what to do."""
+def os_error_message(err: OSError, resumable: bool = True) -> str:
+    """One line for a failure to read or write a file: what failed, and what to do (``resumable``: whether the run
+    has a checkpoint to resume from)."""
     where = f"{err.filename}: " if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT) and not resumable:
+        return (
+            f"{where}no space left on the disk, before the run's first checkpoint: free some space, then start it again"
+        )
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return (
             f"{where}no space left on the disk; the checkpoints written before are whole: "

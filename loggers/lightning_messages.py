@@ -21,7 +21,7 @@ STARTUP_NOISE = (
     r"^(GPU|TPU|HPU) available: ",
     r"^💡 Tip: ",
     r"^Loading `train_dataloader` to estimate number of stepping batches",
-    r"^Seed set to -?\d+",  # the start line says the seed
+    r"^(\[rank: \d+\] )?Seed set to -?\d+",  # the start line says the seed
     # The end of a run as planned; printed in the middle of the live bar, it made rich draw the last epoch twice.
     r"^`Trainer.fit` stopped: `max_(epochs|steps)=\d+` reached",
     # The tuners' own temporary checkpoints (the LR finder's restored once inside the search and announced again).

@@ -52,6 +52,13 @@ if "FAIL_AT_SAVE" in os.environ:
     torch.save = failing_write
 if "TMPDIR_FULL" in os.environ:
     tempfile.mkstemp = tempfile.mkdtemp = tempfile.NamedTemporaryFile = full_temporary_folder
+if "LOGS_FULL" in os.environ:  # the disk of the logs full from the start: TensorBoard's writer thread fails
+    from tensorboard.summary.writer import record_writer
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    record_writer.RecordWriter.write = full_disk
 
 
 class Killed(MLP):
@@ -186,6 +193,12 @@ def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint_whole(tmp_path
     resumed = fit(tmp_path, "--ckpt_path", "last", TMPDIR_FULL="1")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((run / "test_metrics.json").read_text())["test/acc"] > 0.5
+
+    if failure == "disk_full":  # a new run on a full disk: one line, which speaks of no checkpoint, no traceback
+        full = fit(tmp_path, "--seed", "8", LOGS_FULL="1")
+        assert full.returncode == 1 and full.stderr.startswith("error: "), full.stderr
+        (line,) = full.stderr.splitlines()
+        assert "no space left on the disk, before the run's first checkpoint: free some space" in line
 
 
 def test_runs_started_together_get_folders_of_their_own(tmp_path: Path) -> None:

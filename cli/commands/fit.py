@@ -47,9 +47,7 @@ def fit_command() -> int:
             raise  # (Lightning turns Ctrl-C outside the training steps into exit code 1)
         return report_interrupted_outside_training(cli.trainer if cli is not None else None)
     except USER_ERRORS as err:
-        if cli is not None:
-            discard_failed_run(cli.trainer)
-        return report(err)
+        return report(err, resumable=cli is not None and not discard_failed_run(cli.trainer))
     except RuntimeError as err:  # under DDP: another process ended, and said why
         return stopped_code(err)
     trainer: Trainer = cli.trainer
