@@ -1,5 +1,6 @@
 """The run folder's files, also with the loggers that keep files: MLflow's artifacts, a W&B run's files."""
 
+import shutil
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -43,5 +44,8 @@ class ShareRunFiles(Callback):
                 if isinstance(logger, MLFlowLogger):
                     logger.experiment.log_artifact(logger.run_id, str(path), "run")
                 elif isinstance(logger, WandbLogger):
-                    # Under the run folder's name: W&B keeps a config.yaml of its own there.
-                    logger.experiment.save(str(path), base_path=str(folder.parent), policy="now")
+                    # Into the W&B run's folder, which it uploads when the run ends (wandb.save said "Symlinked 1
+                    # file" for each), under the run folder's name: W&B keeps a config.yaml of its own there.
+                    target = Path(logger.experiment.dir) / folder.name
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, target / path.name)
