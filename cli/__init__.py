@@ -10,7 +10,8 @@
   ``trained.py``: what test.py, predict.py, export.py and quantize.py share; ``calibration.py``: what calibrate.py
   and ``fit.py --calibrate`` share.
 - ``commands/``: one module per command, each with its ``main()``, which scripts/NAME.py and the
-  installed ``lic-NAME`` call.
+  installed ``lic-NAME`` call; importing it first makes Ctrl-C while the libraries load one line
+  (``quiet_interrupt_while_loading``, here: light to import).
 
 Layer: may import callbacks, models, datamodules and loggers; nothing imports it but scripts/.
 

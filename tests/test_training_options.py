@@ -109,6 +109,9 @@ def test_own_activation_loss_and_optimizer_by_import_path_from_yaml(tmp_path: Pa
     result = run_fit(*DIGITS, "--config", "parts.yaml", *logger, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert not list(tmp_path.rglob("events.out.tfevents.*"))
+    # Its steps in steps.csv (as loggers.StepCSVLogger), apart from metrics.csv's one row per epoch.
+    assert (only_run_dir(tmp_path) / "steps.csv").is_file()
+    assert (only_run_dir(tmp_path) / "metrics.csv").read_text().count("\n") == 2  # the header, epoch 0
     config = yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())["model"]["init_args"]
     assert config["activation"] == "my_parts.cube_root"
     assert config["loss"]["init_args"]["margin"] == 0.5
