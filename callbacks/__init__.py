@@ -4,6 +4,7 @@ Layer: may import models, datamodules and loggers; never the command line (cli) 
 """
 
 from callbacks.checkpoint import RunCheckpoint
+from callbacks.class_counts import ClassCounts
 from callbacks.figures import ClassificationFigures
 from callbacks.hparams import RunHyperparameters
 from callbacks.log_interval import StepLogInterval
@@ -30,6 +31,7 @@ from models.ema import EMAWeights  # noqa: F401
 
 __all__ = [
     "BatchSizeTuner",
+    "ClassCounts",
     "ClassificationFigures",
     "EpochMetricsCSV",
     "LRFinder",

@@ -9,6 +9,7 @@ from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+from callbacks.class_counts import class_counts
 from datamodules import ClassificationDataModule
 from models import ImageClassifier
 
@@ -66,6 +67,7 @@ def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[st
             "devices": trainer.world_size,
         },
         "seed": int(os.environ["PL_GLOBAL_SEED"]) if "PL_GLOBAL_SEED" in os.environ else None,
+        "class_counts": class_counts(trainer),  # the training images of each class
     }
 
 

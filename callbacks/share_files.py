@@ -9,13 +9,20 @@ from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 from callbacks.resume import RunInterrupted
 from loggers import RunMLFlowLogger
 
-SHARED_FILES = ("config.yaml", "hparams.yaml", "metrics.csv", "provenance.json", "test_metrics.json")
+SHARED_FILES = (
+    "config.yaml",
+    "hparams.yaml",
+    "metrics.csv",
+    "provenance.json",
+    "test_metrics.json",
+    "classification_report.txt",
+)
 
 
 class ShareRunFiles(Callback):
     """After training and after testing, and when either stops on an error or an interrupt, copy the run folder's
-    files (configuration, per-epoch metrics, provenance, test metrics) to each MLflow logger (artifacts under
-    ``run/``) and W&B logger (the run's files). An MLflow run that the user interrupted is marked KILLED.
+    files (configuration, per-epoch metrics, provenance, test metrics and report) to each MLflow logger (artifacts
+    under ``run/``) and W&B logger (the run's files). An MLflow run that the user interrupted is marked KILLED.
 
     The run folder stays the one the first logger (TensorBoard's) makes; these loggers get copies.
     """

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from callbacks import (
+    ClassCounts,
     ClassificationFigures,
     EpochMetricsCSV,
     OptionsInCheckpoint,
@@ -34,6 +35,7 @@ from callbacks import (
 from cli.errors import RunError, parse_error
 from cli.flags import expand_short_flags, given, with_default_classes
 from cli.help import FIT_DESCRIPTION, FitArgumentParser
+from cli.monitors import DEFAULT_FILENAME, check_monitors, settle_monitors
 from cli.resume import prepare_run
 from cli.run_folders import run_prefix
 from datamodules import ClassificationDataModule
@@ -45,7 +47,7 @@ GROUP_TITLES = {
     "trainer": "Lightning's Trainer (--trainer.*; the short flags above set the most used)",
     "model": "The model (--model.help NAME lists a model's options)",
     "data": "The data (--data.help NAME lists a datamodule's options)",
-    "checkpoint": "Checkpoints (Lightning's ModelCheckpoint): the best by val/acc, and last.ckpt",
+    "checkpoint": "Checkpoints (Lightning's ModelCheckpoint): the best by its monitor (val/acc), and last.ckpt",
     "lr_monitor": "Learning-rate logging (Lightning's LearningRateMonitor)",
     "test_metrics": "After testing: test_metrics.json and TensorBoard's HPARAMS tab",
     "figures": "Confusion matrix and misclassified images in TensorBoard, after each validation and test",
@@ -73,7 +75,7 @@ class FitCLI(LightningCLI):
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
                 "checkpoint.save_last": True,
-                "checkpoint.filename": "best-epoch={epoch}-val_acc={val/acc:.4f}",
+                "checkpoint.filename": DEFAULT_FILENAME,  # named after --checkpoint.monitor's metric (cli.monitors)
                 "checkpoint.auto_insert_metric_name": False,
                 "trainer.plugins": {"class_path": "loggers.AtomicCheckpointIO"},
                 "trainer.max_epochs": 10,
@@ -114,12 +116,14 @@ class FitCLI(LightningCLI):
             raise ValueError("--calibrate writes a calibrated copy of the tested checkpoint: leave checkpointing on")
         if not validates(self.config.data.init_args):
             without_validation(self.config)
+        settle_monitors(self.config, self.command_line)
         if self.config.ckpt_path and not given(self.command_line, "--init_weights"):
             self.config.init_weights = None  # from a run's config.yaml: the weights it started from, not the resume's
         prepare_run(self.config, self.parser, self.trainer_defaults["callbacks"])
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
+        check_monitors(self.trainer.callbacks, self.model)
         self.datamodule.augmentation  # noqa: B018  (resolved now: options that do not fit the images fail before the run)
         prefix = run_prefix(self.config)
         for logger in self.trainer.loggers:
@@ -216,6 +220,7 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
                 ReliabilityDiagram(),
                 SaveProvenance(),
                 ShareRunFiles(),
+                ClassCounts(),
                 StepLogInterval(),
             ]
         },

@@ -9,6 +9,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import RunInterrupted, SaveTestMetrics
+from callbacks.class_report import SHOWN_CLASSES
 from cli.calibration import Calibration, calibration_line
 from cli.run_folders import discard_failed_run, relative
 
@@ -47,6 +48,7 @@ def print_summary(
     }
     if undefined:
         print(f"Not defined:     {'; '.join(f'{name} ({why})' for name, why in undefined.items())}")
+    print_class_report(saver)
     print(f"Run folder:      {relative(run_dir)}")
     if best_checkpoint:
         print(f"Best checkpoint: {relative(best_checkpoint)}")
@@ -59,8 +61,19 @@ def print_summary(
         print(f"Calibrated:      {relative(calibration.path)} (tested)")
     if saver.path is not None:
         print(f"Test metrics:    {relative(saver.path)}")
+    if saver.report_path is not None:
+        print(f"Class report:    {relative(saver.report_path)}")
     if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
         print(f"TensorBoard:     tensorboard --logdir {relative(Path(run_dir).parent)}")
+
+
+def print_class_report(saver: SaveTestMetrics) -> None:
+    """The test's most confused pairs of classes, and its per-class report where there are at most 20 classes."""
+    if saver.report is None:
+        return
+    print(f"Most confused:   {'; '.join(saver.most_confused) or 'none (no mistake)'}")
+    if saver.confusion.num_classes <= SHOWN_CLASSES:
+        print(f"\n{saver.report[0]}")
 
 
 def report_interrupted(stop: RunInterrupted, trainer: Trainer, args: list[str]) -> int:

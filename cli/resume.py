@@ -1,5 +1,7 @@
 """The checkpoint a run resumes or starts from: found from what the user gave, and checked against the run's options."""
 
+import importlib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +87,40 @@ def run_options(config: Namespace, parser: ArgumentParser) -> dict[str, Any]:
     return flat
 
 
+def class_default(class_path: str, name: str) -> Any:
+    """The default of the argument ``name`` of the class at ``class_path`` (of a base class it passes it on to);
+    ``inspect.Parameter.empty`` where it has none or the class cannot be imported."""
+    module, _, attribute = class_path.rpartition(".")
+    try:
+        klass = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError):
+        return inspect.Parameter.empty
+    for base in klass.__mro__:
+        parameter = inspect.signature(base.__init__).parameters.get(name) if "__init__" in vars(base) else None
+        if parameter is not None:
+            return parameter.default
+    return inspect.Parameter.empty
+
+
+def added_since(key: str, options: dict[str, Any]) -> bool:
+    """Whether ``key`` is an option added after the run's checkpoint was written, at its default: what the run did."""
+    group, _, name = key.partition(".init_args.")
+    class_path = options.get(f"{group}.class_path")
+    return bool(class_path and name) and class_default(class_path, name) == options[key]
+
+
 def differences(stored: dict[str, Any], options: dict[str, Any]) -> list[str]:
-    """The options that differ, as ``--model.lr 0.01 (its run: 0.001)``."""
-    keys = sorted(key for key in stored.keys() | options.keys() if stored.get(key) != options.get(key))
+    """The options that differ, as ``--model.lr 0.01 (its run: 0.001)``; an option that the run's checkpoint
+    predates differs only where it is given another value than its default."""
+    keys = sorted(
+        key
+        for key in stored.keys() | options.keys()
+        if stored.get(key) != options.get(key)
+        and not (key not in stored and key in options and added_since(key, options))
+    )
     names = {key: key.replace(".init_args", "").removesuffix(".class_path") for key in keys}
-    return [f"--{names[key]} {options.get(key)} (its run: {stored.get(key)})" for key in keys]
+    was = {key: stored[key] if key in stored else "written before the option" for key in keys}
+    return [f"--{names[key]} {options.get(key)} (its run: {was[key]})" for key in keys]
 
 
 def load_training_checkpoint(path: Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import os
 import sys
 from collections.abc import Sequence
 from itertools import accumulate, pairwise
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -17,6 +17,8 @@ from datamodules.augment import AlternatingFlips, Augmentation, AutoAugmentName,
 from datamodules.batches import LoaderBatches, ShardedBatches, ShardedBatchSampler, TensorBatches, TensorImages
 from datamodules.errors import DataError
 from datamodules.transforms import normalize
+
+SamplerName = Literal["shuffle", "balanced"]
 
 
 def split_indices(n: int, sizes: Sequence[float], seed: int, labels: Tensor | None = None) -> list[list[int]]:
@@ -134,6 +136,11 @@ class ClassificationDataModule(LightningDataModule):
         cutmix_alpha: CutMix likewise (0: off).
         mix_p: Probability that an image is mixed (mixup or cutmix).
         mix_switch_p: Probability of cutmix rather than mixup for an image when both alphas are positive.
+        sampler: How each epoch draws the training images: shuffle (each once, in a new order); balanced (as
+            many as the training part holds, with replacement, each with probability proportional to
+            1 / the number of training images of its class: every class about equally often). Either is
+            seeded by the run's seed and the epoch, shared exactly among DDP processes, and resumable in
+            the middle of an epoch.
     """
 
     num_classes: int
@@ -165,6 +172,7 @@ class ClassificationDataModule(LightningDataModule):
         cutmix_alpha: float | None = None,
         mix_p: float | None = None,
         mix_switch_p: float | None = None,
+        sampler: SamplerName = "shuffle",
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -175,7 +183,10 @@ class ClassificationDataModule(LightningDataModule):
             raise ValueError(f"val_size must be 0 or more (a fraction below 1 or a count), got {val_size}")
         if folds == 1 or folds < 0 or (folds and not 0 <= fold < folds):
             raise ValueError(f"folds must be 0 (off) or at least 2, and fold in 0..folds-1; got {folds}, {fold}")
+        if sampler not in SamplerName.__args__:
+            raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SamplerName.__args__)}")
         self.save_hyperparameters()
+        self.sampler = sampler
         self.batch_size = batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -234,6 +245,21 @@ class ClassificationDataModule(LightningDataModule):
         train, val = list(folds.split(labels.numpy(), labels.numpy()))[self.fold]
         return train.tolist(), val.tolist()
 
+    @property
+    def class_counts(self) -> list[int] | None:
+        """The number of training images of each class (the training part, after the validation part is taken out;
+        the whole of it under DDP, not one process's share); None before ``setup``, where the labels are unknown, or
+        where some are out of range (the training loader then says which)."""
+        labels = None if self.train_set is None else dataset_labels(self.train_set)
+        if labels is None or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes):
+            return None
+        return torch.bincount(labels.long(), minlength=self.num_classes).tolist()
+
+    def sample_weights(self, labels: Tensor) -> Tensor:
+        """For the balanced sampler: each training sample's weight, 1 / the number of training samples of its class."""
+        counts = torch.bincount(labels.long(), minlength=self.num_classes).double()
+        return (1 / counts)[labels.long()]
+
     def keep_in_memory(self, n_images: int) -> bool:
         """Whether ``n_images`` of ``input_shape`` are to be decoded into memory (see ``in_memory``)."""
         if self.in_memory is not None:
@@ -258,12 +284,16 @@ class ClassificationDataModule(LightningDataModule):
                 f"its {self.num_classes} classes are numbered 0 to {self.num_classes - 1}; fix the label files"
             )
         trainer = self.trainer
+        balanced = shuffle and self.sampler == "balanced"
+        if balanced and labels is None:
+            raise DataError(f"--data.sampler balanced needs the labels of {type(self).__name__}'s training images")
         sampler = ShardedBatchSampler(
             len(dataset),
             self.batch_size,
             shuffle,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
+            weights=self.sample_weights(labels) if balanced else None,
         )
         if isinstance(dataset, TensorImages) and self.in_memory is not False:
             return TensorBatches(dataset.to(self._device_for(dataset)), sampler)

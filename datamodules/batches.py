@@ -52,7 +52,9 @@ class ShardedBatchSampler(Sampler[list[int]]):
     Nothing is padded or dropped, so validation and test samples are counted exactly once. With
     ``shuffle``, the order is drawn anew each epoch from the seed (the same on every rank), then
     dealt out to the ranks batch by batch. An epoch resumed from a checkpoint starts at batch
-    ``start`` of its order, so that it ends as the interrupted one would have.
+    ``start`` of its order, so that it ends as the interrupted one would have. With ``weights``, each epoch
+    draws ``n`` samples with replacement instead, each with probability proportional to its weight (what
+    torch's ``WeightedRandomSampler`` draws), seeded the same way, and deals them out likewise.
 
     Args:
         n: Number of samples.
@@ -61,6 +63,8 @@ class ShardedBatchSampler(Sampler[list[int]]):
         seed: Seed of the shuffling; default: the one ``seed_everything`` set (``PL_GLOBAL_SEED``), else 0.
         rank: This process's rank among ``world_size`` processes.
         world_size: Number of processes that share the data.
+        weights: One non-negative weight per sample: draw each epoch's samples with replacement in proportion to
+            them (the balanced sampler); None: every sample once.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
         seed: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        weights: Tensor | None = None,
     ) -> None:
         if n < world_size:
             raise DataError(f"cannot share {n} sample(s) among {world_size} processes: use fewer devices or more data")
@@ -80,6 +85,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
         self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         self.rank = rank
         self.world_size = world_size
+        self.weights = weights
         self.epoch = 0
         self.start = 0
         if len(self) * world_size > n:
@@ -99,8 +105,12 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
     def index_batches(self) -> list[Tensor]:
         """This epoch's batches of this process, as tensors of sample indices."""
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.weights is not None:
+            # The same draw on every rank (one seed), before the batches are dealt out: exact sharding, as shuffled.
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=generator)
+        elif self.shuffle:
+            order = torch.randperm(self.n, generator=generator)
         else:
             order = torch.arange(self.n)
         total = len(self) * self.world_size

@@ -5,6 +5,7 @@ import math
 import warnings
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, LightningModule
@@ -28,6 +29,7 @@ from models.tta import TTAName, tta_logits
 
 OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
 SchedulerName = Literal["none", "step", "cosine", "onecycle", "linear", "plateau"]
+ClassWeightsName = Literal["none", "balanced"]
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -44,16 +46,14 @@ ECE_BINS = 15  # equal-width confidence bins of the expected calibration error, 
 DEFAULT_STATE = {"temperature": torch.ones(())}
 
 
-class MacroF1(MulticlassF1Score):
-    """Macro F1: the mean of the classes' F1 scores, over the classes that occur in the labels or predictions.
+class SummedThenDivided:
+    """The mean of a torchmetrics class metric's scores over the classes that occur in the labels or predictions,
+    as its ``average="macro"``, for a metric made with ``average="none"``.
 
-    torchmetrics' ``average="macro"`` divides each class's score by the number of classes before summing,
-    in float32: a perfect score of 10 classes came out as 1.0000001. Summed first, then divided, the
-    mean of scores of at most 1 is at most 1 (float rounding is monotonic), and a perfect one exactly 1.
+    torchmetrics' macro average divides each class's score by the number of classes before summing, in
+    float32: a perfect score of 10 classes came out as 1.0000001. Summed first, then divided, the mean of
+    scores of at most 1 is at most 1 (float rounding is monotonic), and a perfect one exactly 1.
     """
-
-    def __init__(self, num_classes: int, **kwargs: Any) -> None:
-        super().__init__(num_classes, average="none", **kwargs)
 
     def compute(self) -> Tensor:
         scores = super().compute()
@@ -61,8 +61,24 @@ class MacroF1(MulticlassF1Score):
         return scores[seen].sum() / seen.sum().clamp(min=1)
 
 
+class MacroF1(SummedThenDivided, MulticlassF1Score):
+    """Macro F1: the mean of the classes' F1 scores (see ``SummedThenDivided``)."""
+
+    def __init__(self, num_classes: int, **kwargs: Any) -> None:
+        super().__init__(num_classes, average="none", **kwargs)
+
+
+class BalancedAccuracy(SummedThenDivided, MulticlassAccuracy):
+    """Balanced accuracy: the mean of the classes' accuracies (recalls), as ``MulticlassAccuracy(average="macro")``
+    (see ``SummedThenDivided``)."""
+
+    def __init__(self, num_classes: int, **kwargs: Any) -> None:
+        super().__init__(num_classes, average="none", **kwargs)
+
+
 def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
-    """``<stage>/acc`` (accuracy); for val and test also ``<stage>/f1`` (macro F1), and with more than 5 classes
+    """``<stage>/acc`` (accuracy); for val and test also ``<stage>/f1`` (macro F1), ``<stage>/bacc`` (balanced
+    accuracy: the mean of the classes' recalls, torchmetrics' macro accuracy), and with more than 5 classes
     ``<stage>/acc5`` (top-5 accuracy: the true class among the 5 most probable); see ``ImageClassifier`` for AUROC.
 
     Training keeps to accuracy without argument checks: F1 and AUROC would add about half a
@@ -76,12 +92,58 @@ def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
     metrics: dict[str, Metric] = {
         "acc": MulticlassAccuracy(num_classes, average="micro"),
         "f1": MacroF1(num_classes),
+        "bacc": BalancedAccuracy(num_classes),
     }
     if num_classes > 5:
         metrics["acc5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
     # No compute groups: the collection would share the states of metrics that were equal after their first
     # update, and after a batch without a mistake top-5 accuracy and macro F1 are: F1 then read the top-5 counts.
     return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
+
+
+def check_class_weights(
+    class_weights: ClassWeightsName | list[float], num_classes: int, loss: nn.Module | None, from_epoch: int
+) -> None:
+    """Refuse class weights that cannot weight this loss: unknown names, lists of another length or with negatives."""
+    if isinstance(class_weights, str):
+        if class_weights not in ClassWeightsName.__args__:
+            raise ValueError(f"unknown class_weights {class_weights!r}: give none, balanced or [w1, ..., wk]")
+        if class_weights == "none":
+            return
+    elif (
+        len(class_weights) != num_classes
+        or not all(0 <= w < float("inf") for w in class_weights)
+        or not any(class_weights)
+    ):
+        raise ValueError(
+            f"--model.class_weights {list(class_weights)}: give {num_classes} numbers, one per class, "
+            "none negative and not all 0 (or balanced)"
+        )
+    if loss is not None and not hasattr(loss, "weight"):
+        raise ValueError(
+            f"--model.class_weights needs a loss with class weights (a weight attribute): {type(loss).__name__} "
+            "has none; use the cross-entropy (the default) or FocalLoss"
+        )
+    if from_epoch < 0:
+        raise ValueError(f"class_weights_from_epoch must be 0 or more, got {from_epoch}")
+
+
+def balanced_class_weights(counts: list[int] | None, names: list[str]) -> Tensor:
+    """scikit-learn's balanced class weights, ``n / (k * n_c)``, for training images counted ``counts``."""
+    from sklearn.utils.class_weight import compute_class_weight  # here: scikit-learn takes seconds to import
+
+    if counts is None:
+        raise ValueError(
+            "--model.class_weights balanced needs the datamodule's class_counts (the training labels, each within its "
+            "classes): give the weights as a list, or check the labels"
+        )
+    if empty := [str(name) for name, count in zip(names, counts, strict=True) if count == 0]:
+        raise ValueError(
+            f"--model.class_weights balanced: no training image of the class(es) {', '.join(empty)}: "
+            "add some, or give the weights as a list"
+        )
+    labels = np.repeat(np.arange(len(counts)), counts)
+    return torch.tensor(compute_class_weight("balanced", classes=np.arange(len(counts)), y=labels), dtype=torch.float32)
 
 
 class ImageClassifier(LightningModule):
@@ -132,6 +194,12 @@ class ImageClassifier(LightningModule):
             shapes. ``forward`` (and so export and quantization) stays one plain pass. None (the default
             of the models that average over mirror images, ``flip_tta``): ``flip_tta`` where the data
             allows flips, none for digits; resolved when training starts and kept in checkpoints.
+        class_weights: Weights of the classes in the training loss (``loss`` needs a ``weight``, as the
+            cross-entropy and ``FocalLoss`` have): none; balanced (scikit-learn's ``n / (k * n_c)`` from the
+            datamodule's ``class_counts``, the training part's, read when training starts); or one
+            non-negative number per class. Validation and test losses stay unweighted, comparable between runs.
+        class_weights_from_epoch: Deferred re-weighting (Cao et al. 2019): the plain loss before this epoch
+            (counted from 0), the weighted one from it on; 0 weights from the start.
 
     The ``temperature`` buffer (1 until ``scripts/calibrate.py`` or ``fit.py --calibrate`` fits it) divides the
     logits of validation, test and prediction: ``softmax(logits / T)`` are the probabilities they report.
@@ -162,6 +230,8 @@ class ImageClassifier(LightningModule):
         cycle_momentum: bool = True,
         ema_decay: float = 0.0,
         tta: TTAName | None = "none",
+        class_weights: ClassWeightsName | list[float] = "none",
+        class_weights_from_epoch: int = 0,
     ) -> None:
         options = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
@@ -188,6 +258,7 @@ class ImageClassifier(LightningModule):
             raise ValueError(f"ema_decay must be in [0, 1) (0 turns the average off), got {ema_decay}")
         if tta is not None and tta not in TTAName.__args__:
             raise ValueError(f"unknown tta {tta!r}: choose one of {', '.join(TTAName.__args__)}")
+        check_class_weights(class_weights, num_classes, loss, class_weights_from_epoch)
         # Collects the init arguments of the subclass too, so MyModel.load_from_checkpoint(path) just works.
         self.save_hyperparameters()
         # Under the CLI the hyperparameters are the subclass's own options; one that fixes some of these
@@ -216,8 +287,17 @@ class ImageClassifier(LightningModule):
         self.test_nll = MeanMetric(nan_strategy="disable")
         # A buffer, so that checkpoints, load_from_checkpoint and the exported state_dict keep it.
         self.register_buffer("temperature", torch.ones(()))
+        self._prepare_class_weights(class_weights)
         # The metrics of the last validation and test left out because they are undefined there, with why.
         self.undefined_metrics: dict[str, str] = {}
+
+    def _prepare_class_weights(self, class_weights: ClassWeightsName | list[float]) -> None:
+        """The ``class_weight`` buffer of the training loss: the weights given, or None until ``setup`` settles
+        balanced ones. Not saved: derived from the options (and the data), so checkpoints stay as without them."""
+        given = None if isinstance(class_weights, str) else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weight", given, persistent=False)
+        if class_weights != "none":
+            self.criterion.register_buffer("weight", None, persistent=False)  # set only within training steps
 
     @classmethod
     def from_hparams(cls, hparams: dict[str, Any]) -> "ImageClassifier":
@@ -238,6 +318,12 @@ class ImageClassifier(LightningModule):
             if klass is ImageClassifier or not any(p.kind is p.VAR_KEYWORD for p in parameters):
                 break
         return names - {"self"}
+
+    def monitorable_metrics(self) -> list[str]:
+        """The metrics logged every epoch, that a checkpoint or early stopping can monitor (and val_class_acc/*)."""
+        k = self.hparams.num_classes
+        train, val = stage_metrics(k, "train"), stage_metrics(k, "val")
+        return sorted({"train/loss", *train.keys(), "val/loss", *val.keys(), "val/ece", "val/auroc"})
 
     def model_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Forward one batch; returns the loss, the logits (see ``tta_logits``) and the targets."""
@@ -261,9 +347,12 @@ class ImageClassifier(LightningModule):
             checkpoint["state_dict"].setdefault(name, value.clone())
 
     def setup(self, stage: str) -> None:
-        """Resolve the default ``tta`` (None) by the data; refuse a flipping one for data that flips make no sense
-        for (its ``flips_allowed`` is false)."""
+        """Settle balanced class weights from the data's class counts; resolve the default ``tta`` (None) by the
+        data; refuse a flipping one for data that flips make no sense for (its ``flips_allowed`` is false)."""
         datamodule = getattr(self._trainer, "datamodule", None)
+        if stage == "fit" and self.hparams.class_weights == "balanced":
+            names = getattr(datamodule, "class_names", None) or range(self.hparams.num_classes)
+            self.class_weight = balanced_class_weights(getattr(datamodule, "class_counts", None), list(names))
         flips_allowed = getattr(datamodule, "flips_allowed", True)
         if self.tta is None:
             self.tta = self.hparams.tta = self.flip_tta if flips_allowed else "none"  # checkpoints keep it
@@ -274,7 +363,15 @@ class ImageClassifier(LightningModule):
             )
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor, Tensor]:
-        loss, logits, y = self.model_step(batch)
+        weighted = stage == "train" and self.class_weight is not None
+        weighted = weighted and self.current_epoch >= self.hparams.class_weights_from_epoch
+        if weighted:  # on the training loss only, from class_weights_from_epoch on (derived so: resumes are exact)
+            self.criterion.weight = self.class_weight
+        try:
+            loss, logits, y = self.model_step(batch)
+        finally:
+            if weighted:
+                self.criterion.weight = None
         probs = logits.softmax(dim=-1)
         # One value per sample, not (loss, weight=len(y)): torchmetrics ignores weights under nan_strategy="disable".
         getattr(self, f"{stage}_loss").update(loss.detach().expand(len(y)))

@@ -14,16 +14,24 @@ class FocalLoss(nn.Module):
     Args:
         gamma: Focusing exponent; 2 in the paper.
         label_smoothing: Label smoothing of the cross-entropy term, in [0, 1).
+        weight: One weight per class for the cross-entropy term, as ``nn.CrossEntropyLoss``'s (the mean then
+            divides by the weights of the targets, as it does); ``--model.class_weights`` sets it.
     """
 
-    def __init__(self, gamma: float = 2.0, label_smoothing: float = 0.0) -> None:
+    def __init__(self, gamma: float = 2.0, label_smoothing: float = 0.0, weight: list[float] | None = None) -> None:
         super().__init__()
         if gamma < 0:
             raise ValueError(f"gamma must be 0 or more, got {gamma}")
         self.gamma = gamma
         self.label_smoothing = label_smoothing
+        self.register_buffer("weight", None if weight is None else torch.tensor(weight, dtype=torch.float32))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        cross_entropy = F.cross_entropy(logits, target, reduction="none", label_smoothing=self.label_smoothing)
+        cross_entropy = F.cross_entropy(
+            logits, target, weight=self.weight, reduction="none", label_smoothing=self.label_smoothing
+        )
         p_true = torch.exp(-F.cross_entropy(logits.detach(), target, reduction="none"))
-        return ((1 - p_true) ** self.gamma * cross_entropy).mean()
+        focal = (1 - p_true) ** self.gamma * cross_entropy
+        if self.weight is None or target.is_floating_point():  # soft targets: a plain mean, as F.cross_entropy's
+            return focal.mean()
+        return focal.sum() / self.weight[target].sum()

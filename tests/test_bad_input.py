@@ -246,7 +246,7 @@ def test_logs_and_checkpoints_switched_off(tmp_path: Path, capsys: pytest.Captur
     written = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file())
     # No events, no checkpoints; the reliability diagrams as PNG files, as in every run folder.
     run_files = ["config.yaml", "metrics.csv", "provenance.json", "reliability_test.png", "reliability_val.png"]
-    run_files.append("test_metrics.json")
+    run_files = ["classification_report.txt", *run_files, "test_metrics.json"]
     assert written == [f"lightning_logs/digits-mlp-1/{name}" for name in run_files]
     summary = capsys.readouterr().out
     assert "Best checkpoint: none (the final weights were tested)" in summary and "TensorBoard" not in summary

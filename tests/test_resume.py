@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from callbacks import ProgressLog, StopOnInterrupt
+from cli.resume import differences
 from tests.conftest import FIT, run_fit, run_script
 
 KILLED = '''
@@ -92,8 +93,11 @@ def fit(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_killed_then_interrupted_mid_epoch_then_resumed_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
-    # With the weight average, which a checkpoint holds apart from the live weights, and resumes exactly too.
-    periodic = ["--checkpoint.every_n_train_steps", "20", "--model.ema_decay", "0.9"]
+    # With the weight average, which a checkpoint holds apart from the live weights, and resumes exactly too; and
+    # with the balanced sampler (its draws), balanced class weights deferred to epoch 1, the best by val/bacc.
+    periodic = ["--checkpoint.every_n_train_steps", "20", "--model.ema_decay", "0.9", "--data.sampler", "balanced"]
+    periodic += ["--model.class_weights", "balanced", "--model.class_weights_from_epoch", "1"]
+    periodic += ["--checkpoint.monitor", "val/bacc"]
     run = tmp_path / "lightning_logs/digits-killed-1"
     assert fit(tmp_path, *periodic, KILL_AT_STEP="75").returncode == -9  # epoch 1; last saved at step 60
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["global_step"] == 60
@@ -317,3 +321,14 @@ def test_progress_lines_after_a_resume_in_the_middle_of_an_epoch(capsys: pytest.
     progress.on_train_epoch_end(trainer, module)
     progress.on_train_end(trainer, module)
     assert capsys.readouterr().out.startswith("Epoch 2/2  5 steps  ")
+
+
+def test_an_option_added_since_a_run_was_written_differs_only_when_given_another_value_than_its_default() -> None:
+    stored = {"model.class_path": "models.MLP", "model.init_args.lr": 0.001, "data.class_path": "datamodules.Digits"}
+    now = {**stored, "model.init_args.class_weights": "none", "data.init_args.sampler": "shuffle"}
+    assert differences(stored, now) == []
+    changed = {**now, "data.init_args.sampler": "balanced", "model.init_args.lr": 0.01}
+    assert differences(stored, changed) == [
+        "--data.sampler balanced (its run: written before the option)",
+        "--model.lr 0.01 (its run: 0.001)",
+    ]

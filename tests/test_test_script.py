@@ -21,6 +21,12 @@ def test_test_on_the_checkpoints_own_data_and_on_its_images_as_files(
     assert set(metrics) >= {"test/acc", "test/f1", "test/auroc", "test/loss", "checkpoint"}
     assert metrics["test/acc"] == pytest.approx(fit_accuracy(mnist_mlp), abs=1e-6)
     assert "test/acc" in result.stdout
+    # The per-class report, printed (10 classes) and saved beside the metrics; the most confused pairs too.
+    report = (tmp_path / "m.classification_report.txt").read_text()
+    assert report.strip() in result.stdout and "macro avg" in report
+    assert len(metrics["classification_report"]) == 13 and "0 - zero" in metrics["classification_report"]  # +3 averages
+    assert metrics["classification_report"]["accuracy"] == pytest.approx(metrics["test/acc"])
+    assert metrics["most_confused"] == [] and "Most confused:   none (no mistake)" in result.stdout  # all right
 
     # The run given by its name, as to fit.py's --ckpt_path: its best checkpoint (or that one's calibrated copy).
     args = ["--ckpt_path", "mnist-mlp-1", "--images", str(mnist_pngs), "--json", str(tmp_path / "i.json")]

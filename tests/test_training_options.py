@@ -35,17 +35,23 @@ def test_custom_activation_loss_and_optimizer_by_short_name(tmp_path: Path) -> N
     args = ["--model.activation", "swish", "--model.loss", "FocalLoss", "--model.loss.gamma", "1.5"]
     args += ["--model.optimizer", "MomentumSGD", "--model.optimizer.momentum", "0.8", "--model.lr", "0.05"]
     args += ["--model.scheduler", "none"]
+    # Class weights for the focal loss; the best checkpoint by the lowest validation loss, named after it.
+    args += ["--model.class_weights", "[1, 1, 1, 1, 1, 1, 1, 1, 1, 3]", "--checkpoint.monitor", "val/loss"]
     result = run_fit(*DIGITS, *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    config = yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())["model"]["init_args"]
-    assert config["activation"] == "swish"
-    assert config["loss"] == {"class_path": "models.FocalLoss", "init_args": {"gamma": 1.5, "label_smoothing": 0.0}}
+    run_config = yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())
+    assert run_config["checkpoint"]["mode"] == "min"
+    config = run_config["model"]["init_args"]
+    assert config["activation"] == "swish" and config["class_weights"] == [1, 1, 1, 1, 1, 1, 1, 1, 1, 3]
+    focal = {"gamma": 1.5, "label_smoothing": 0.0, "weight": None}
+    assert config["loss"] == {"class_path": "models.FocalLoss", "init_args": focal}
     assert config["optimizer"]["class_path"] == "models.MomentumSGD"
     assert config["optimizer"]["init_args"]["momentum"] == 0.8
     # The checkpoint rebuilds the same parts: the learned Swish slopes, the focal loss, the optimizer's state.
-    best = next((only_run_dir(tmp_path) / "checkpoints").glob("best-*.ckpt"))
+    (best,) = (only_run_dir(tmp_path) / "checkpoints").glob("best-epoch=0-val_loss=*.ckpt")
     model = MLP.load_from_checkpoint(best)
     assert type(model.criterion).__name__ == "FocalLoss" and model.criterion.gamma == 1.5
+    assert model.class_weight.tolist() == [1, 1, 1, 1, 1, 1, 1, 1, 1, 3]
     betas = [module.beta.item() for module in model.modules() if type(module).__name__ == "Swish"]
     assert len(betas) == 1 and betas[0] != 1.0  # trained
     state = torch.load(best, weights_only=False)["optimizer_states"][0]

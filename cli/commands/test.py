@@ -16,6 +16,7 @@ from lightning.pytorch import Trainer
 from callbacks import SaveTestMetrics
 from cli.errors import CommandError
 from cli.exits import run_command
+from cli.reports import print_class_report
 from cli.trained import (
     CKPT_HELP,
     add_data_arguments,
@@ -75,18 +76,22 @@ def test_checkpoint(args: list[str]) -> None:
     else:
         data = data_from(config, parser, checkpoint)
     json_path = Path(config.json or checkpoint.path.with_suffix(".test_metrics.json"))
+    report_name = json_path.name.removesuffix(".json").removesuffix(".test_metrics")
     trainer = Trainer(
         accelerator=config.accelerator,
         devices=1,
         precision=inference_precision(checkpoint, config.precision),
         logger=False,
         default_root_dir=json_path.parent,
-        callbacks=[SaveTestMetrics(json_path.name)],
+        callbacks=[saver := SaveTestMetrics(json_path.name, f"{report_name}.classification_report.txt")],
         enable_checkpointing=False,
         enable_model_summary=False,
     )
     trainer.test(with_tta(checkpoint, config.tta), datamodule=data, ckpt_path=str(checkpoint.path))
+    print_class_report(saver)
     print(f"Test metrics: {json_path}")
+    if saver.report_path is not None:
+        print(f"Class report: {saver.report_path}")
 
 
 def main() -> int:
