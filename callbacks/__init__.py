@@ -7,6 +7,7 @@ from callbacks.checkpoint import RunCheckpoint
 from callbacks.class_counts import ClassCounts
 from callbacks.figures import ClassificationFigures
 from callbacks.hparams import RunHyperparameters
+from callbacks.log_interval import StepLogInterval
 from callbacks.lr_monitor import TrainLRMonitor
 from callbacks.metrics_csv import EpochMetricsCSV
 from callbacks.nonfinite import NonFiniteLossError, StopOnNonFiniteLoss
@@ -48,6 +49,7 @@ __all__ = [
     "SaveRunConfig",
     "SaveTestMetrics",
     "ShareRunFiles",
+    "StepLogInterval",
     "StopOnInterrupt",
     "StopOnNonFiniteLoss",
     "ThrottledRichProgressBar",

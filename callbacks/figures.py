@@ -17,11 +17,14 @@ class ClassificationFigures(Callback):
     ``<stage>/confusion_matrix``, ``<stage>/confusion_matrix_normalized`` and ``<stage>/misclassified``
     (TensorBoard's IMAGES tab; MLflow artifacts; W&B images); the mistakes are also a table in TensorBoard's TEXT tab.
 
+    The mistakes shown are the most confident ones, taken in turn from each true class (the most confident
+    mistake of every class, then the second of every class, ...), so that a split stored sorted by class
+    (image folders) shows its errors across the classes, not those of its first class.
+
     Needs the model's validation and test steps to return ``{"loss", "preds"}`` and optionally ``"confidence"``
     (``ImageClassifier`` does). Does nothing unless a logger shows figures (TensorBoard, MLflow, W&B). The
-    mistakes are gathered on the device: each batch's first mistakes join a buffer of ``max_images``,
-    which goes to the CPU at the end of the epoch; every 16 batches one look at the buffer (one wait for
-    the device) ends the gathering for the epoch once it holds only mistakes.
+    mistakes are chosen on the device, in a buffer of ``max_images`` that goes to the CPU at the end of the
+    epoch: nothing waits for the device during the epoch.
 
     Args:
         max_images: Most misclassified images shown per epoch; 0 shows none.
@@ -32,9 +35,7 @@ class ClassificationFigures(Callback):
             raise ValueError(f"max_images must be 0 or more, got {max_images}")
         self.max_images = max_images
         self.confusion: MulticlassConfusionMatrix | None = None
-        self.kept: list[Tensor] = []  # images, labels, predictions, confidences, and whether each is a mistake
-        self.batches = 0
-        self.full = False
+        self.kept: list[Tensor] = []  # images, labels, predictions and confidences
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "predict" and media_loggers(trainer):  # prediction has no labels: no figures
@@ -44,7 +45,7 @@ class ClassificationFigures(Callback):
         if self.confusion is not None:
             self.confusion = self.confusion.to(pl_module.device)
             self.confusion.reset()
-        self.kept, self.batches, self.full = [], 0, False
+        self.kept = []
 
     def _collect(self, outputs: Any, batch: Any) -> None:
         if self.confusion is None or not isinstance(outputs, dict) or "preds" not in outputs:
@@ -52,18 +53,14 @@ class ClassificationFigures(Callback):
         images, labels, preds = batch[0], batch[1], outputs["preds"]
         confidence = outputs.get("confidence", torch.full(preds.shape, float("nan"), device=preds.device))
         self.confusion.update(preds, labels)
-        if not self.max_images or self.full:
+        if not self.max_images:
             return
-        wrong = preds != labels
-        candidates = [images.detach(), labels, preds, confidence.detach().float(), wrong]
+        # The batch's own choice first (the same choice as from everything at once), so few images are copied.
+        batch = [images.detach(), labels, preds, confidence.detach().float()]
+        batch = [tensor[most_telling_mistakes(*batch[1:], self.max_images)] for tensor in batch]
         if self.kept:
-            candidates = [torch.cat(pair) for pair in zip(self.kept, candidates, strict=True)]
-        # Mistakes first, in the order seen (a stable sort): a fixed-size selection, so nothing waits for the device.
-        order = torch.sort(~candidates[4], stable=True).indices[: self.max_images]
-        self.kept = [tensor[order] for tensor in candidates]
-        self.batches += 1
-        if self.batches % 16 == 0:
-            self.full = len(order) == self.max_images and bool(self.kept[4].all())
+            batch = [torch.cat(pair) for pair in zip(self.kept, batch, strict=True)]
+        self.kept = [tensor[most_telling_mistakes(*batch[1:], self.max_images)] for tensor in batch]
 
     def _log(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.confusion is None or trainer.sanity_checking:
@@ -78,19 +75,26 @@ class ClassificationFigures(Callback):
             title = f"Confusion matrix, {where} at step {trainer.global_step} ({what})"
             log_figure(trainer, f"{stage}/confusion_matrix{suffix}", confusion_figure(matrix, names, title, normalized))
         if self.kept:
-            images, labels, preds, confidence, wrong = (tensor.cpu() for tensor in self.kept)
+            images, labels, preds, confidence = (tensor.cpu() for tensor in self.kept)
+            wrong = preds != labels
             if wrong.any():
                 mistakes = list(
                     zip(labels[wrong].tolist(), preds[wrong].tolist(), confidence[wrong].tolist(), strict=True)
                 )
+                total = int(matrix.sum() - matrix.trace())
+                caption = (
+                    f"{len(mistakes)} of the {total:,} mistakes in {where} at step {trainer.global_step}: "
+                    "the most confident of each true class in turn"
+                )
                 titles = [f"{names[true]} → {names[pred]}\n{shown(p)}" for true, pred, p in mistakes]
-                log_figure(trainer, f"{stage}/misclassified", labelled_images_figure(images[wrong], titles))
+                figure = labelled_images_figure(images[wrong], titles, title=caption)
+                log_figure(trainer, f"{stage}/misclassified", figure)
                 rows = [
                     f"| {i} | {names[true]} | {names[pred]} | {shown(p)} |"
                     for i, (true, pred, p) in enumerate(mistakes, 1)
                 ]
                 table = (
-                    "| image | true class | predicted class | confidence |\n| --- | --- | --- | --- |\n"
+                    f"{caption}\n\n| image | true class | predicted class | confidence |\n| --- | --- | --- | --- |\n"
                     + "\n".join(rows)
                 )
                 log_text(trainer, f"{stage}/misclassified", table)
@@ -122,3 +126,22 @@ class ClassificationFigures(Callback):
 def shown(probability: float) -> str:
     """A predicted class's probability as a percentage ("?" when the model gave none)."""
     return "?" if probability != probability else f"{probability:.0%}"  # NaN is not equal to itself
+
+
+def most_telling_mistakes(labels: Tensor, preds: Tensor, confidence: Tensor, count: int) -> Tensor:
+    """The indices of ``count`` predictions (fewer if there are fewer), the mistakes first: the most confident
+    mistake of each true class, the most confident of those first, then the second most confident of each class,
+    and so on; right predictions come last.
+
+    Choosing from a part of the predictions, then from those chosen and the rest, chooses as from all at once.
+    Of fixed size and computed on the device: nothing waits for it. A mistake without a confidence (NaN) counts as 0.
+    """
+    wrong = preds != labels
+    score = torch.where(wrong, confidence.nan_to_num(0.0), -1.0)  # a right prediction: after the mistakes
+    by_score = torch.sort(score, descending=True, stable=True).indices
+    grouped = by_score[torch.sort(labels[by_score], stable=True).indices]  # by class, the most confident first
+    classes = labels[grouped].contiguous()
+    rank = torch.empty_like(grouped)  # of each prediction within its true class
+    rank[grouped] = torch.arange(len(labels), device=labels.device) - torch.searchsorted(classes, classes)
+    key = torch.where(wrong, 2 * rank + 1 - score, float("inf"))  # 1 - score lies in [0, 1]: the rank comes first
+    return torch.sort(key, stable=True).indices[:count]

@@ -25,7 +25,8 @@ class ProgressLog(ProgressBar):
     ``Epoch 3/9  469 steps  0:00:12  ETA 0:01:24  4,980 samples/s  train/loss 0.0886  val/loss 0.0912  val/acc 0.9730``
 
     (epochs and steps counted from 0 to the last, as in the terminal's bar and the checkpoint names;
-    the time of the epoch, validation included; the estimated time left for the whole training).
+    the steps the epoch ran; the time of the epoch, validation included; the estimated time left for the whole
+    training). After a resume in the middle of an epoch, times and speeds count from the resume.
 
     Args:
         interval: Seconds between two lines within an epoch (the epoch's progress, its estimated time
@@ -37,7 +38,10 @@ class ProgressLog(ProgressBar):
         self.interval = interval
         self._enabled = True
         self._fit_start = self._epoch_start = self._last_line = 0.0
-        self._samples = self._epochs_done = 0
+        self._samples = 0
+        self._epochs_done = 0.0
+        self._first_batch: int | None = None  # the batches of the epoch before its timing started (a resume)
+        self._batches = 0  # of the epoch, run so far
         self._validated = False
         self._pending: str | None = None  # the finished epoch's line, printed once its train/loss is logged
 
@@ -57,26 +61,34 @@ class ProgressLog(ProgressBar):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._fit_start = time.monotonic()
-        self._epochs_done = 0
+        self._epochs_done = 0.0
+        self._start_epoch()  # a resume in the middle of an epoch calls no on_train_epoch_start
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer)
+        self._start_epoch()
+
+    def _start_epoch(self) -> None:
         self._epoch_start = self._last_line = time.monotonic()
-        self._samples = 0
+        self._samples = self._batches = 0
+        self._first_batch = None
         self._validated = False
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._samples += len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
-        now = time.monotonic()
-        if not self.is_enabled or now - self._last_line < self.interval:
+        self._batches = done = batch_idx + 1
+        if self._first_batch is None:
+            self._first_batch = batch_idx
+        now, total = time.monotonic(), self.total_train_batches
+        if not self.is_enabled or now - self._last_line < self.interval or done >= total:  # the last: the epoch's line
             return
         self._last_line = now
-        elapsed, done, total = now - self._epoch_start, batch_idx + 1, self.total_train_batches
+        elapsed = now - self._epoch_start
         parts = [self._epoch(trainer), f"{done}/{total} steps", duration(elapsed)]
         if total != float("inf"):
-            parts.append(f"epoch ETA {duration(elapsed / done * (total - done))}")
+            parts.append(f"epoch ETA {duration(elapsed / (done - self._first_batch) * (total - done))}")
         parts.append(self._speed(trainer, elapsed))
         loss = epoch_train_loss(pl_module)
         if loss is not None:
@@ -90,9 +102,11 @@ class ProgressLog(ProgressBar):
         # The model logs this epoch's train/loss after the callbacks' hook: the line waits for the next hook.
         now = time.monotonic()
         elapsed = now - self._epoch_start
-        self._epochs_done += 1
+        total = self.total_train_batches
+        run = self._batches - (self._first_batch or 0)  # the part of an epoch resumed in its middle
+        self._epochs_done += run / total if total != float("inf") and run else 1
         left = self._epochs_left(trainer)
-        parts = [self._epoch(trainer), f"{self.total_train_batches} steps", duration(elapsed)]
+        parts = [self._epoch(trainer), f"{self._batches} steps", duration(elapsed)]
         if left is not None:
             parts.append(f"ETA {duration((now - self._fit_start) / self._epochs_done * left)}")
         parts.append(self._speed(trainer, elapsed))

@@ -4,6 +4,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -44,9 +45,14 @@ class StopOnInterrupt(Callback):
 
     Runs of one process only: the processes of a DDP run would have to agree on the step to stop at,
     at the cost of a collective call every step; they stop as Lightning stops them.
+
+    Attributes:
+        where_to_resume: Called on the second Ctrl-C for the end of its line: where the run can be resumed from
+            (scripts/fit.py names the last ``last.ckpt`` written and the command that resumes it).
     """
 
     def __init__(self) -> None:
+        self.where_to_resume: Callable[[], str] = lambda: ""
         self.requested = False
         self._training = False
         self._pid = os.getpid()
@@ -82,7 +88,7 @@ class StopOnInterrupt(Callback):
         if not self._training:
             raise KeyboardInterrupt  # before training: stop at once, as Python does
         if self.requested:
-            print("\ninterrupted again: stopped at once", file=sys.stderr, flush=True)
+            print(f"\ninterrupted again: stopped at once{self.where_to_resume()}", file=sys.stderr, flush=True)
             os._exit(130)
         self.requested = True
         print("\nCtrl-C: stopping after this step (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)

@@ -4,12 +4,16 @@ libraries' noise off, and NVIDIA's NVML left alone where there is no driver."""
 import ctypes
 import functools
 import os
+import signal
 import sys
+import threading
 import warnings
+from typing import Any
 
 from docstring_parser import DocstringStyle
 from jsonargparse import set_parsing_settings
 
+from cli import interrupted_while_loading
 from loggers.lightning_messages import STARTUP_NOISE, drop_lightning_messages
 
 # Printed on every run by the libraries; nothing that a user of these commands can act on.
@@ -22,6 +26,15 @@ IGNORED_WARNINGS = (
     r"Total length of `list` across ranks is zero",
     # The summary's size in MB is that of float32 weights, which is what a checkpoint holds under mixed precision too.
     r"Precision \S+ is not supported by the model summary",
+    # callbacks.StepLogInterval logs short epochs more often instead.
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
+    # A resumed run's checkpoints folder holds its earlier checkpoints (a new run's folder is its own).
+    r"Checkpoint directory .* exists and is not empty",
+    # Under DDP, for the values computed from torchmetrics objects, which compute() has summed over the processes
+    # already (ImageClassifier._log_class_metrics): sync_dist would only add a collective call per class.
+    r"It is recommended to use `self.log\('(val_class_acc/|test/class_acc/|val/auroc|test/auroc)",
+    # test.py and predict.py need none of the training's callbacks that a checkpoint names.
+    r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be provided",
 )
 
 
@@ -43,6 +56,13 @@ def skip_nvml_without_driver() -> None:
         del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
 
 
+def quiet_log_writer_errors(args: threading.ExceptHookArgs, report: Any = threading.__excepthook__) -> None:
+    """Leave out the traceback of an OSError in TensorBoard's writer thread (a full or unwritable log disk): the
+    writer raises it again in the training process, which reports it in one line; report any other."""
+    if not (issubclass(args.exc_type, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
+        report(args)
+
+
 def prepare_process() -> None:
     """Set up this process for a command of this project; every command calls it first."""
     # `--model my_file.MyNet` imports my_file.py from the folder the command is run in, as Python does for scripts.
@@ -51,6 +71,9 @@ def prepare_process() -> None:
         sys.path.insert(0, os.getcwd())
     quiet_libraries()
     skip_nvml_without_driver()
+    threading.excepthook = quiet_log_writer_errors
+    if signal.getsignal(signal.SIGINT) is interrupted_while_loading:  # loaded: Ctrl-C as Python handles it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @functools.cache

@@ -91,9 +91,14 @@ def error_chain(err: BaseException) -> list[BaseException]:
     return chain
 
 
-def os_error_message(err: OSError) -> str:
-    """One line for a failure to read or write a file: what failed, and what to do."""
+def os_error_message(err: OSError, resumable: bool = True) -> str:
+    """One line for a failure to read or write a file: what failed, and what to do (``resumable``: whether the run
+    has a checkpoint to resume from)."""
     where = f"{err.filename}: " if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT) and not resumable:
+        return (
+            f"{where}no space left on the disk, before the run's first checkpoint: free some space, then start it again"
+        )
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return (
             f"{where}no space left on the disk; the checkpoints written before are whole: "
@@ -105,6 +110,10 @@ def os_error_message(err: OSError) -> str:
             "--trainer.default_root_dir at one"
         )
     return f"{where}{err.strerror or err}"
+
+
+# jsonargparse's words for a value that is no number, such as "nan" (YAML's NaN is ".nan") or "two".
+WRONG_NUMBER = re.compile(r"Expected a <class '(float|int)'>\. Got value: (.*)")
 
 
 def error_line(err: BaseException) -> str:
@@ -136,4 +145,9 @@ def user_message(err: BaseException) -> str:
             f"unknown --{key} {name!r}: {hint}choose one of {', '.join(choices)}, "
             "or give an import path such as my_file.MyClass"
         )
+    if (wrong := WRONG_NUMBER.fullmatch(text)) and key:
+        kind, value = wrong[1], wrong[2]
+        if kind == "float" and value.lower().lstrip("+-") in {"nan", "inf", "infinity"}:
+            return f"--{key} must be a finite number, got {value}"
+        return f"--{key} must be {'a whole number' if kind == 'int' else 'a number'}, got {value!r}"
     return f"--{key}: {text}" if key and not text.startswith("--") else text

@@ -13,13 +13,15 @@ from datamodules import DataError
 from datamodules.errors import first_line
 
 
-def report(err: BaseException) -> int:
+def report(err: BaseException, resumable: bool = True) -> int:
     """Print ``err`` as one ``error:`` line on stderr; returns the exit code (2 for a bad flag, else 1).
 
     Under DDP only the first process of the job to meet an error prints it (see ``first_to_report``).
+    ``resumable``: whether the run has a checkpoint to resume from (what a full disk's line says to do).
     """
     if first_to_report():
-        print(f"error: {os_error_message(err) if isinstance(err, OSError) else user_message(err)}", file=sys.stderr)
+        message = os_error_message(err, resumable) if isinstance(err, OSError) else user_message(err)
+        print(f"error: {message}", file=sys.stderr)
     return 2 if isinstance(err, ArgumentError) else 1
 
 

@@ -10,6 +10,7 @@ from cli.calibration import Calibration, calibrate_checkpoint
 from cli.parser import FitCLI
 from cli.reports import describe_run
 from cli.resume import check_checkpoint, check_unfinished
+from loggers.lightning_messages import CHECKPOINT_LOADED, lightning_messages_dropped
 from loggers.run_names import name_runs
 from models.classifier import DEFAULT_STATE
 
@@ -25,12 +26,13 @@ def fit(cli: FitCLI) -> str:
     if cli.config.compile:
         cli.model.compile()  # the forward pass only: loss, metrics and logging stay eager
     if cli.trainer.is_global_zero:
-        print(describe_run(cli.trainer), flush=True)
+        print(describe_run(cli.trainer, cli.config.seed_everything, cli.config.ckpt_path), flush=True)
     loggers = cli.trainer.loggers
     if rank_zero_only.rank == 0 and any(isinstance(logger, (MLFlowLogger, WandbLogger)) for logger in loggers):
         # The run folder, picked now rather than when training starts: their runs are named after it.
         name_runs(loggers, Path(cli.trainer.log_dir), resumed=bool(cli.config.ckpt_path))
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+    with lightning_messages_dropped(*CHECKPOINT_LOADED):  # the line above names the checkpoint resumed
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
     return cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
 
 

@@ -27,6 +27,7 @@ from callbacks import (
     SaveRunConfig,
     SaveTestMetrics,
     ShareRunFiles,
+    StepLogInterval,
     StopOnInterrupt,
     StopOnNonFiniteLoss,
     TrainLRMonitor,
@@ -110,6 +111,7 @@ class FitCLI(LightningCLI):
             if not switched_off.get(str(callback.class_path).rpartition(".")[2], False)
         ]
         check_logger_packages(trainer.logger)
+        steps_csv_for_lightning_csv(trainer.logger)
         if self.config.get("calibrate") and trainer.enable_checkpointing is False:
             raise ValueError("--calibrate writes a calibrated copy of the tested checkpoint: leave checkpointing on")
         if not validates(self.config.data.init_args):
@@ -219,6 +221,7 @@ def build_cli(args: list[str] | None = None) -> FitCLI:
                 SaveProvenance(),
                 ShareRunFiles(),
                 ClassCounts(),
+                StepLogInterval(),
             ]
         },
         run=False,
@@ -273,6 +276,15 @@ LOGGER_PACKAGES = {
     "CometLogger": "comet_ml",
     "NeptuneLogger": "neptune",
 }
+
+
+def steps_csv_for_lightning_csv(logger: Any) -> None:
+    """Put ``loggers.StepCSVLogger`` (the same options) in place of Lightning's ``CSVLogger``: its file of every
+    step's values was the run folder's ``metrics.csv`` (one row per epoch, ``callbacks.EpochMetricsCSV``), and
+    once a run logged steps the two tables ran into one another (and the epoch table's next row failed)."""
+    for each in logger if isinstance(logger, list) else [logger]:
+        if str(getattr(each, "class_path", "")) == "lightning.pytorch.loggers.CSVLogger":
+            each.class_path = "loggers.StepCSVLogger"
 
 
 def check_logger_packages(logger: Any) -> None:

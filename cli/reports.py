@@ -1,5 +1,6 @@
 """What a run prints for its user: what it runs on, the summary at the end, and where an interrupt left it."""
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -13,15 +14,19 @@ from cli.calibration import Calibration, calibration_line
 from cli.run_folders import discard_failed_run, relative
 
 
-def describe_run(trainer: Trainer) -> str:
-    """One line of what the run uses: device, processes, precision (for Lightning's lines about GPUs and TPUs)."""
+def describe_run(trainer: Trainer, seed: int | None = None, resumed: str | None = None) -> str:
+    """One line of what the run uses: device, processes, precision, seed (for Lightning's lines about GPUs and TPUs
+    and its "Seed set to"), and the checkpoint it resumes (for Lightning's "Restoring states")."""
     # No GPU name: asking CUDA for it here would break the strategies that fork the processes later (ddp_fork).
     device = trainer.strategy.root_device.type
     where = f"{trainer.num_devices} x {device}" if trainer.num_devices > 1 else device
     processes = f"{trainer.world_size} process{'es' if trainer.world_size > 1 else ''}"
     if trainer.num_nodes > 1:
         processes += f" on {trainer.num_nodes} machines"
-    return f"Running on {where}, {processes}, precision {trainer.precision}"
+    line = f"Running on {where}, {processes}, precision {trainer.precision}"
+    if isinstance(seed, int) and not isinstance(seed, bool):  # --seed_everything false: none
+        line += f", seed {seed}"
+    return f"{line}, resuming {relative(resumed)}" if resumed else line
 
 
 def print_summary(
@@ -79,14 +84,29 @@ def report_interrupted(stop: RunInterrupted, trainer: Trainer, args: list[str]) 
     if not stop.checkpoint:
         print(f"{where}: no last.ckpt to resume from (--trainer.enable_checkpointing false)", file=sys.stderr)
         return 130
+    saved = "written at this step" if stop.saved_now else "of the last epoch"
+    command = resume_command(trainer, args)
+    print(f"{where}: last.ckpt {saved}: {relative(stop.checkpoint)}; resume with: {command}", file=sys.stderr)
+    return 130
+
+
+def resume_command(trainer: Trainer, args: list[str]) -> str:
+    """The command that resumes the run of ``trainer``, started with the options ``args``, from its last.ckpt."""
     # Not --init_weights: the resumed checkpoint holds the weights, and the two options are not given together.
     left_out = {"--ckpt_path", "--init_weights"}
     previous = ["", *args[:-1]]
     kept = [arg for arg, before in zip(args, previous, strict=True) if not {arg.split("=")[0], before} & left_out]
-    command = shlex.join([*command_name(), *kept, "--ckpt_path", relative(trainer.log_dir)])
-    saved = "written at this step" if stop.saved_now else "of the last epoch"
-    print(f"{where}: last.ckpt {saved}: {relative(stop.checkpoint)}; resume with: {command}", file=sys.stderr)
-    return 130
+    return shlex.join([*command_name(), *kept, "--ckpt_path", relative(trainer.log_dir)])
+
+
+def where_to_resume(trainer: Trainer, args: list[str]) -> str:
+    """For a run stopped at once by a second Ctrl-C: its last.ckpt and the command that resumes it, or that it has
+    none yet (the end of a line)."""
+    checkpoint = trainer.checkpoint_callback
+    last = os.path.join(checkpoint.dirpath, "last.ckpt") if checkpoint and checkpoint.dirpath else ""
+    if not last or not os.path.isfile(last):
+        return ": no last.ckpt written yet, nothing to resume"
+    return f": last.ckpt as last saved: {relative(last)}; resume with: {resume_command(trainer, args)}"
 
 
 def command_name() -> list[str]:

@@ -206,9 +206,9 @@ def check_options(path: Path, options: dict[str, Any], max_epochs: int | None) -
         epochs = stored.get("trainer.max_epochs")
         more = max_epochs - epochs if max_epochs and epochs and max_epochs > epochs else "N"
         raise RunError(
-            f"{', '.join(differ)}: the learning-rate schedule of {run} was made for its {epochs} epochs and ends "
-            f"there; resume it with its own length, or train on in a new run from its weights: --init_weights {run} "
-            f"--max_epochs {more}"
+            f"{', '.join(differ)}: the learning-rate schedule of {run} was made for its {counted(epochs, 'epoch')} and "
+            f"ends there; resume it with its own length, or train on in a new run from its weights: "
+            f"--init_weights {run} --max_epochs {more}"
         )
     differ = [line for line in differ if not any(f"--{key} " in line for key in LENGTH_OPTIONS)]
     if differ:
@@ -216,6 +216,11 @@ def check_options(path: Path, options: dict[str, Any], max_epochs: int | None) -
             f"{relative(path)} was written with other options: {', '.join(differ[:3])}: give the options of the run "
             "that wrote it (--config with its config.yaml), or start a new run from its weights with --init_weights"
         )
+
+
+def counted(number: int, thing: str) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 def run_label(path: Path) -> str:
@@ -235,8 +240,8 @@ def check_unfinished(checkpoint: dict[str, Any], path: Path, max_epochs: int | N
         return
     run = run_label(path)
     raise RunError(
-        f"{run} has finished its training ({epochs} epochs, {steps} steps), and was tested: nothing to resume; "
-        f"train it longer in a new run from its weights: --init_weights {run} --max_epochs N"
+        f"{run} has finished its training ({counted(epochs, 'epoch')}, {counted(steps, 'step')}), and was tested: "
+        f"nothing to resume; train it longer in a new run from its weights: --init_weights {run} --max_epochs N"
     )
 
 

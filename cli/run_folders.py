@@ -62,8 +62,12 @@ def continue_in_its_folder(config: Namespace, checkpoint: Path) -> None:
         logger.version = run.name
 
 
-def discard_failed_run(trainer: Trainer) -> None:
-    """Remove the folder of a run that failed before ending an epoch and saved no checkpoint: nothing in it to keep."""
+def discard_failed_run(trainer: Trainer) -> bool:
+    """Remove the folder of a run that failed before ending an epoch and saved no checkpoint: nothing in it to keep.
+    Returns whether it did."""
+    discarded = False
     for logger in trainer.loggers if trainer.current_epoch == 0 else []:
         if isinstance(logger, ReservedRunFolder) and logger.reserved and not any(Path(logger.log_dir).rglob("*.ckpt")):
             logger.discard()
+            discarded = True
+    return discarded

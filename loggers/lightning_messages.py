@@ -11,6 +11,7 @@ LIGHTNING_LOGGERS = (
     "lightning.fabric.utilities.rank_zero",
     "lightning.pytorch.tuner.lr_finder",
     "lightning.pytorch.trainer.connectors.checkpoint_connector",
+    "lightning.fabric.utilities.seed",
 )
 
 # Printed by Lightning on every run: the default callbacks it skipped, the hardware it did not find or
@@ -20,6 +21,7 @@ STARTUP_NOISE = (
     r"^(GPU|TPU|HPU) available: ",
     r"^💡 Tip: ",
     r"^Loading `train_dataloader` to estimate number of stepping batches",
+    r"^(\[rank: \d+\] )?Seed set to -?\d+",  # the start line says the seed
     # The end of a run as planned; printed in the middle of the live bar, it made rich draw the last epoch twice.
     r"^`Trainer.fit` stopped: `max_(epochs|steps)=\d+` reached",
     # The tuners' own temporary checkpoints (the LR finder's restored once inside the search and announced again).
@@ -30,7 +32,11 @@ STARTUP_NOISE = (
 
 
 # Printed each time a checkpoint's weights are loaded to validate or test it: the summary says which one.
-CHECKPOINT_LOADED = (r"^Restoring states from the checkpoint", r"^Loaded model weights from")
+CHECKPOINT_LOADED = (
+    r"^Restoring states from the checkpoint",
+    r"^Restored all states from the checkpoint",
+    r"^Loaded model weights from",
+)
 
 
 class DropMessages(logging.Filter):

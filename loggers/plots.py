@@ -40,8 +40,9 @@ def confusion_figure(matrix: Tensor, names: list[str], title: str, normalized: b
     return figure
 
 
-def labelled_images_figure(images: Tensor, titles: list[str], columns: int = 8) -> Figure:
-    """``images`` (N, C, H, W) in a grid, each scaled to its own range and drawn with its title above it.
+def labelled_images_figure(images: Tensor, titles: list[str], columns: int = 8, title: str = "") -> Figure:
+    """``images`` (N, C, H, W) in a grid, each scaled to its own range and drawn with its title above it, under
+    ``title``.
 
     Small images are enlarged without blur (nearest-neighbour), so that 8x8 digits stay sharp.
     """
@@ -58,6 +59,8 @@ def labelled_images_figure(images: Tensor, titles: list[str], columns: int = 8) 
         else:
             axes.imshow(image[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
         axes.set_title(titles[index], fontsize=8)
+    if title:
+        figure.suptitle(title)
     return figure
 
 

@@ -122,9 +122,12 @@ class RunLogger(ReservedRunFolder, TensorBoardLogger):
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         # Lightning adds "epoch" to every call: as train/epoch it joins the training curves instead of
-        # being a group of its own that sorts, and opens, first.
+        # being a group of its own that sorts, and opens, first. Not with the test's metrics: the test after
+        # training comes at epoch max_epochs, one above the last epoch trained.
+        testing = any(name.startswith("test/") for name in metrics)
+        renamed = {("train/epoch" if name == "epoch" else name): value for name, value in metrics.items()}
         super().log_metrics(
-            {("train/epoch" if name == "epoch" else name): value for name, value in metrics.items()}, step
+            {name: value for name, value in renamed.items() if not (testing and name == "train/epoch")}, step
         )
 
 

@@ -46,6 +46,36 @@ ECE_BINS = 15  # equal-width confidence bins of the expected calibration error, 
 DEFAULT_STATE = {"temperature": torch.ones(())}
 
 
+class SummedThenDivided:
+    """The mean of a torchmetrics class metric's scores over the classes that occur in the labels or predictions,
+    as its ``average="macro"``, for a metric made with ``average="none"``.
+
+    torchmetrics' macro average divides each class's score by the number of classes before summing, in
+    float32: a perfect score of 10 classes came out as 1.0000001. Summed first, then divided, the mean of
+    scores of at most 1 is at most 1 (float rounding is monotonic), and a perfect one exactly 1.
+    """
+
+    def compute(self) -> Tensor:
+        scores = super().compute()
+        seen = (self.tp + self.fp + self.fn) > 0  # the states summed over DDP processes, as the scores
+        return scores[seen].sum() / seen.sum().clamp(min=1)
+
+
+class MacroF1(SummedThenDivided, MulticlassF1Score):
+    """Macro F1: the mean of the classes' F1 scores (see ``SummedThenDivided``)."""
+
+    def __init__(self, num_classes: int, **kwargs: Any) -> None:
+        super().__init__(num_classes, average="none", **kwargs)
+
+
+class BalancedAccuracy(SummedThenDivided, MulticlassAccuracy):
+    """Balanced accuracy: the mean of the classes' accuracies (recalls), as ``MulticlassAccuracy(average="macro")``
+    (see ``SummedThenDivided``)."""
+
+    def __init__(self, num_classes: int, **kwargs: Any) -> None:
+        super().__init__(num_classes, average="none", **kwargs)
+
+
 def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
     """``<stage>/acc`` (accuracy); for val and test also ``<stage>/f1`` (macro F1), ``<stage>/bacc`` (balanced
     accuracy: the mean of the classes' recalls, torchmetrics' macro accuracy), and with more than 5 classes
@@ -61,8 +91,8 @@ def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
         )
     metrics: dict[str, Metric] = {
         "acc": MulticlassAccuracy(num_classes, average="micro"),
-        "f1": MulticlassF1Score(num_classes, average="macro"),
-        "bacc": MulticlassAccuracy(num_classes, average="macro"),
+        "f1": MacroF1(num_classes),
+        "bacc": BalancedAccuracy(num_classes),
     }
     if num_classes > 5:
         metrics["acc5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")

@@ -35,9 +35,8 @@ def only_run_dir(cwd: Path) -> Path:
 
 
 def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mnist_root: Path) -> None:
-    result = run_fit(
-        "--data.data_dir", str(mnist_root), "--data.download", "false", *QUICK, "--max_epochs", "2", cwd=tmp_path
-    )
+    args = ["--data.data_dir", str(mnist_root), "--data.download", "false", *QUICK, "--max_epochs", "2"]
+    result = run_script("fit", *args, cwd=tmp_path, env={"PYTHONWARNINGS": ""})  # warnings as a user sees them
     assert result.returncode == 0, result.stderr
     run = only_run_dir(tmp_path)
     assert run.name == "mnist-mlp-1"
@@ -77,9 +76,22 @@ def test_fit_writes_logs_config_checkpoints_and_test_metrics(tmp_path: Path, mni
     epochs = [line for line in result.stdout.splitlines() if line.startswith("Epoch ")]
     assert [line.split("  ")[0] for line in epochs] == ["Epoch 0/1", "Epoch 1/1"], result.stdout
     assert all(f" {name} " in line for line in epochs for name in ("train/loss", "val/loss", "val/acc", "samples/s"))
-    assert "Running on cpu, 1 process, precision 32-true" in result.stdout
-    for noise in ("GPU available", "TPU available", "Tip:", "already configured", "estimate number of stepping"):
+    assert "Running on cpu, 1 process, precision 32-true, seed 42\n" in result.stdout
+    noises = ["GPU available", "TPU available", "Tip:", "already configured", "estimate number of stepping"]
+    noises += ["Seed set", "smaller than the logging interval"]
+    for noise in noises:
         assert noise not in output, noise
+    # A loss curve, though the epochs (9 steps) are shorter than Lightning's logging interval (50 steps).
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves = {}
+    for events in run.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            curves.setdefault(tag, []).extend(event.value for event in accumulator.Scalars(tag))
+    assert len(curves["train/loss_step"]) >= 10
+    assert max(curves["train/epoch"]) == 1  # the last epoch trained (the test after it came at epoch 2)
     assert "val_metrics" not in result.stdout and "criterion" not in result.stdout  # the summary lists the network
     assert not re.search(r"\d\.\d{7,}", result.stdout)  # no unrounded float32 in the test results
 
@@ -102,6 +114,7 @@ def test_tensorboard_events_hold_curves_learning_rate_and_hparams_and_the_mlflow
     presets = ["--config", str(configs / "digits.yaml"), "--config", str(configs / "logger" / "mlflow.yaml")]
     result = run_fit(*presets, *QUICK, "--trainer.log_every_n_steps", "10", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert " INFO mlflow" not in result.stderr  # its database's creation, on every first run
     steps, hparams, images = {}, {}, set()
     for events in only_run_dir(tmp_path).glob("events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events))
@@ -283,9 +296,11 @@ def test_ddp_on_two_cpu_processes_shards_every_sample_exactly_once(
     args = ["--model", "recorder.Recorder", *data, *QUICK, "--max_epochs", "2"]
     args += ["--model.ema_decay", "0.9", "--model.warmup_epochs", "0.5"]  # the average is what validates and tests
     args += ["--calibrate", "true"]  # the temperature is fitted on the validation logits of both processes
-    result = run_fit(*args, "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", cwd=tmp_path)
+    args += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+    result = run_script("fit", *args, cwd=tmp_path, env={"PYTHONWARNINGS": ""})  # the warnings a user sees
     assert result.returncode == 0, result.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+    assert "sync_dist=True" not in result.stderr and "Seed set" not in result.stderr  # the per-class values
     assert result.stdout.count("Test accuracy:") == 1  # the summary comes from rank 0 only
 
     # Training: each epoch, the two ranks together see every training image exactly once, in a new order.
@@ -342,8 +357,9 @@ def test_nvml_based_cuda_check_goes_only_where_nvml_cannot_be_loaded(
 def test_bf16_mixed_precision_on_cpu_logged_to_weights_and_biases_offline(tmp_path: Path) -> None:
     wandb_preset = ["--config", str(Path(__file__).parents[1] / "configs" / "logger" / "wandb.yaml")]
     args = [*wandb_preset, "--data", "Digits", "--precision", "bf16-mixed", *QUICK]
-    result = run_script("fit", *args, cwd=tmp_path, env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    result = run_script("fit", *args, cwd=tmp_path, env={"WANDB_MODE": "offline"})
     assert result.returncode == 0, result.stderr
+    assert "Symlinked" not in result.stderr  # once for each of the run folder's files
     run = only_run_dir(tmp_path)
     assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["precision"] == "bf16-mixed"
 

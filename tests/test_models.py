@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from datamodules import Digits
 from models import CNN, MLP, ImageClassifier
+from models.classifier import BalancedAccuracy, MacroF1
 
 SHAPES = [(1, 28, 28), (3, 32, 32), (1, 8, 8)]
 
@@ -175,3 +177,16 @@ def test_temperature_recovers_a_known_temperature_and_changes_no_class() -> None
     after = model.predict_step(images, 0)
     assert torch.equal(before.argmax(-1), after.argmax(-1))
     assert after.max(-1).values.mean() < before.max(-1).values.mean()  # less confident
+
+
+def test_macro_f1_and_balanced_accuracy_of_a_perfect_model_are_exactly_one_and_otherwise_torchmetrics_macro() -> None:
+    labels = torch.arange(10).repeat(7)
+    predictions = torch.where(labels == 3, 4, labels)[labels != 9]  # class 3 always wrong, class 9 never seen
+    for ours, torchmetrics_class in ((MacroF1, MulticlassF1Score), (BalancedAccuracy, MulticlassAccuracy)):
+        perfect = ours(10)
+        perfect.update(labels, labels)
+        assert perfect.compute().item() == 1.0  # torchmetrics' macro average: 1.0000001
+        mine, theirs = ours(10), torchmetrics_class(10, average="macro")
+        for metric in (mine, theirs):
+            metric.update(predictions, labels[labels != 9])
+        assert mine.compute().item() == pytest.approx(theirs.compute().item(), abs=1e-6)

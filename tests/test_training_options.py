@@ -16,6 +16,7 @@ import yaml
 from lightning.pytorch.tuner.lr_finder import _LRFinder
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from callbacks.figures import most_telling_mistakes
 from callbacks.tuning import steepest_on_log_scale, unbias_losses
 from models import MLP
 from tests.conftest import QUICK, run_fit
@@ -114,6 +115,9 @@ def test_own_activation_loss_and_optimizer_by_import_path_from_yaml(tmp_path: Pa
     result = run_fit(*DIGITS, "--config", "parts.yaml", *logger, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert not list(tmp_path.rglob("events.out.tfevents.*"))
+    # Its steps in steps.csv (as loggers.StepCSVLogger), apart from metrics.csv's one row per epoch.
+    assert (only_run_dir(tmp_path) / "steps.csv").is_file()
+    assert (only_run_dir(tmp_path) / "metrics.csv").read_text().count("\n") == 2  # the header, epoch 0
     config = yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())["model"]["init_args"]
     assert config["activation"] == "my_parts.cube_root"
     assert config["loss"]["init_args"]["margin"] == 0.5
@@ -151,15 +155,45 @@ def test_regularization_early_stopping_clipping_anomaly_detection_and_evaluation
     assert {f"test/class_acc/{digit}" for digit in range(10)} <= set(metrics)
     assert {"test/acc", "test/f1", "test/auroc"} <= set(metrics)
     assert "class_acc" not in result.stdout.split("Test accuracy:")[1]  # the summary keeps to the overall metrics
-    scalars, images = set(), set()
+    scalars, images, texts = set(), set(), {}
     for events in run.glob("events.out.tfevents.*"):
-        accumulator = EventAccumulator(str(events))
+        accumulator = EventAccumulator(str(events), size_guidance={"tensors": 0})
         accumulator.Reload()
         scalars |= set(accumulator.Tags()["scalars"])
         images |= set(accumulator.Tags()["images"])
+        for tag in accumulator.Tags()["tensors"]:
+            texts[tag] = accumulator.Tensors(tag)[-1].tensor_proto.string_val[0].decode()
     assert {"val_class_acc/0", "val_class_acc/9"} <= scalars
     expected = {f"{stage}/{name}" for stage in ("val", "test") for name in ("confusion_matrix", "misclassified")}
     assert expected <= images
+    caption = re.search(
+        r"(\d+) of the (\d+) mistakes in test at step \d+: the most confident of each",
+        texts["test/misclassified/text_summary"],
+    )
+    assert caption and int(caption[1]) == min(32, int(caption[2]))
+    assert int(caption[2]) == round(360 * (1 - metrics["test/acc"]))  # of the 360 test images
+
+
+def test_the_misclassified_images_are_the_most_confident_mistakes_of_each_class_in_turn() -> None:
+    """A split stored sorted by class (image folders), seen in batches: its mistakes are shown across the classes."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat_interleave(50)  # class 0's 50 images first, then class 1's, ...
+    preds = torch.where(torch.rand(200, generator=generator) < 0.6, (labels + 1) % 4, labels)
+    confidence = torch.rand(200, generator=generator)
+    chosen = torch.arange(0)
+    for start in range(0, 200, 32):  # as the callback sees them: each batch's choice joins those kept
+        seen = torch.cat([chosen, torch.arange(start, min(start + 32, 200))])
+        chosen = seen[most_telling_mistakes(labels[seen], preds[seen], confidence[seen], 10)]
+    assert torch.equal(chosen, most_telling_mistakes(labels, preds, confidence, 10))  # as from all at once
+    assert (preds[chosen] != labels[chosen]).all()
+    rounds = labels[chosen][:4].tolist(), labels[chosen][4:8].tolist()  # each class's first, then its second
+    assert sorted(rounds[0]) == sorted(rounds[1]) == [0, 1, 2, 3]
+    assert confidence[chosen][:4].tolist() == sorted(confidence[chosen][:4].tolist(), reverse=True)
+    for label in range(4):  # each class's most confident mistakes
+        wrong = (labels == label) & (preds != labels)
+        top = confidence[wrong].sort(descending=True).values
+        shown = confidence[chosen][labels[chosen] == label]
+        assert torch.equal(shown, top[: len(shown)])
 
 
 def test_l1_penalty_adds_l1_times_the_weights_absolute_sum_to_the_training_loss() -> None:

@@ -1,17 +1,18 @@
 """scripts/fit.py (lic-fit): train an image classifier, then test its best checkpoint and print a summary."""
 
+import functools
 import sys
 
 from lightning.pytorch import Trainer
 
-from callbacks import RunInterrupted
+from callbacks import RunInterrupted, StopOnInterrupt
 from cli.calibration import Calibration
 from cli.errors import USER_ERRORS
 from cli.exits import report, run, stopped_code
 from cli.fitting import calibrated, fit, tested_checkpoint
 from cli.flags import expand_short_flags
 from cli.parser import FitCLI, build_cli
-from cli.reports import print_summary, report_interrupted, report_interrupted_outside_training
+from cli.reports import print_summary, report_interrupted, report_interrupted_outside_training, where_to_resume
 from cli.run_folders import discard_failed_run
 from loggers.lightning_messages import CHECKPOINT_LOADED, lightning_messages_dropped
 
@@ -35,6 +36,9 @@ def fit_command() -> int:
     cli = None
     try:
         cli = build_cli()
+        for callback in cli.trainer.callbacks:
+            if isinstance(callback, StopOnInterrupt):
+                callback.where_to_resume = functools.partial(where_to_resume, cli.trainer, given)
         best, tested, calibration = fit_and_test(cli)
     except RunInterrupted as stop:
         return report_interrupted(stop, cli.trainer, given)
@@ -43,9 +47,7 @@ def fit_command() -> int:
             raise  # (Lightning turns Ctrl-C outside the training steps into exit code 1)
         return report_interrupted_outside_training(cli.trainer if cli is not None else None)
     except USER_ERRORS as err:
-        if cli is not None:
-            discard_failed_run(cli.trainer)
-        return report(err)
+        return report(err, resumable=cli is not None and not discard_failed_run(cli.trainer))
     except RuntimeError as err:  # under DDP: another process ended, and said why
         return stopped_code(err)
     trainer: Trainer = cli.trainer
