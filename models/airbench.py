@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from datamodules.transforms import normalize
-from models.classifier import ImageClassifier
+from models.classifier import ClassWeightsName, ImageClassifier
 from models.tta import TTAName
 
 WHITEN_KERNEL = 2  # the whitening convolution's patches are 2x2 pixels
@@ -130,6 +130,8 @@ class Airbench94(ImageClassifier):
         tta: Test-time augmentation in validation, test and prediction: airbench's 6 views
             (flip_translate) by default, none for digits; flip or none (see ``ImageClassifier``).
         channels_last: Keep weights and activations in channels-last memory layout (faster convolutions).
+        class_weights: Class weights of the training loss: none, balanced or one per class (see ``ImageClassifier``).
+        class_weights_from_epoch: Deferred re-weighting: the weights apply from this epoch on (see ``ImageClassifier``).
     """
 
     flip_tta: TTAName = "flip_translate"
@@ -158,6 +160,8 @@ class Airbench94(ImageClassifier):
         label_smoothing: float = 0.2,
         tta: TTAName | None = None,
         channels_last: bool = True,
+        class_weights: ClassWeightsName | list[float] = "none",
+        class_weights_from_epoch: int = 0,
     ) -> None:
         super().__init__(
             num_classes=num_classes,
@@ -170,6 +174,8 @@ class Airbench94(ImageClassifier):
             scheduler="none",  # its own, in configure_optimizers
             label_smoothing=label_smoothing,
             tta=tta,
+            class_weights=class_weights,
+            class_weights_from_epoch=class_weights_from_epoch,
         )
         in_channels, height, width = input_shape
         if min(height, width) < 9:

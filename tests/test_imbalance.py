@@ -15,6 +15,7 @@ import yaml
 from lightning.pytorch import Trainer
 from torch.nn import functional as F
 
+import models
 from datamodules import ImageFolder
 from datamodules.batches import ShardedBatchSampler
 from models import CNN, FocalLoss
@@ -235,3 +236,11 @@ def test_early_stopping_and_the_checkpoint_follow_the_direction_of_their_metric(
         build_cli(["--data", "Digits", "--checkpoint.monitor", "val/loss", "--checkpoint.mode", "max"])
     with pytest.raises(ValueError, match="none negative"):
         build_cli(["--data", "Digits", "--model.class_weights", "[1, -2, 1, 1, 1, 1, 1, 1, 1, 1]"])
+
+
+def test_every_model_takes_the_class_weights_options() -> None:
+    shipped = [getattr(models, name) for name in models.__all__]
+    classifiers = [cls for cls in shipped if isinstance(cls, type) and issubclass(cls, ImageClassifier)]
+    assert {cls.__name__ for cls in classifiers} >= {"MLP", "CNN", "ResNet9", "Airbench94", "Pretrained"}
+    for cls in classifiers:
+        assert {"class_weights", "class_weights_from_epoch"} <= cls.init_arguments(), cls.__name__
