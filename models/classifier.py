@@ -23,6 +23,7 @@ from torchmetrics.classification import (
 
 from datamodules.names import shown_name
 from models.ema import EMAWeights
+from models.losses import CrossEntropy
 from models.optimizers import parameter_groups
 from models.schedules import per_step_schedule
 from models.tta import TTAName, tta_logits
@@ -194,8 +195,9 @@ class ImageClassifier(LightningModule):
             shapes. ``forward`` (and so export and quantization) stays one plain pass. None (the default
             of the models that average over mirror images, ``flip_tta``): ``flip_tta`` where the data
             allows flips, none for digits; resolved when training starts and kept in checkpoints.
-        class_weights: Weights of the classes in the training loss (``loss`` needs a ``weight``, as the
-            cross-entropy and ``FocalLoss`` have): none; balanced (scikit-learn's ``n / (k * n_c)`` from the
+        class_weights: Weights of the classes in the training loss, each sample's loss weighted by its label's
+            class, label smoothing included (``loss`` needs a ``weight``, as the cross-entropy and ``FocalLoss``
+            have: see ``models.losses``): none; balanced (scikit-learn's ``n / (k * n_c)`` from the
             datamodule's ``class_counts``, the training part's, read when training starts); or one
             non-negative number per class. Validation and test losses stay unweighted, comparable between runs.
         class_weights_from_epoch: Deferred re-weighting (Cao et al. 2019): the plain loss before this epoch
@@ -269,7 +271,7 @@ class ImageClassifier(LightningModule):
         # Kept here, not read back from hparams: under the CLI those hold the config (class_path), not the object.
         self.optimizer_factory = optimizer
         self.tta = tta
-        self.criterion = loss if loss is not None else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.criterion = loss if loss is not None else CrossEntropy(label_smoothing=label_smoothing)
         for stage in STAGES:  # train_metrics, val_metrics, test_metrics; train_loss, val_loss, test_loss
             setattr(self, f"{stage}_metrics", stage_metrics(num_classes, stage))
             # nan_strategy="disable": checking each loss for NaN would wait for the GPU on every step.

@@ -34,13 +34,13 @@ def write_imbalanced_folder(root: Path) -> Path:
 
 
 def hand_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, smoothing: float) -> float:
-    """The weighted, label-smoothed cross-entropy written out: for each sample, its true class's weight on the
-    (1 - smoothing) part and each class's own on the smoothing part; the mean over the targets' weights."""
+    """The weighted, label-smoothed cross-entropy written out: each sample's smoothed loss times its true class's
+    weight; the sum over the samples divided by their weights."""
     log_p = logits.log_softmax(-1)
     k = logits.shape[1]
     total = 0.0
     for row, target in zip(log_p, targets.tolist(), strict=True):
-        total += -(1 - smoothing) * weight[target] * row[target] - smoothing / k * (weight * row).sum()
+        total += weight[target] * (-(1 - smoothing) * row[target] - smoothing / k * row.sum())
     return float(total / weight[targets].sum())
 
 
@@ -71,9 +71,10 @@ def test_class_weights_weight_the_training_loss_as_written_out_from_their_epoch_
     assert training_loss(model, logits, targets, epoch=2) == pytest.approx(
         hand_cross_entropy(logits, targets, weight, 0.1), rel=1e-5
     )
-    # Mixup's soft targets: each class's weight on its share of the target, the mean over the batch.
+    # Mixup's soft targets: each sample weighted by its classes' weights, by their shares of its target.
     soft = F.one_hot(targets, 3).float() * 0.7 + F.one_hot(targets.roll(1), 3).float() * 0.3
-    by_hand = -(soft * weight * logits.log_softmax(-1)).sum(-1).mean()
+    sample_weight = (soft * weight).sum(-1)
+    by_hand = (sample_weight * -(soft * logits.log_softmax(-1)).sum(-1)).sum() / sample_weight.sum()
     assert training_loss(CNN(3, (3, 8, 8), class_weights=weight.tolist()), logits, soft) == pytest.approx(
         float(by_hand), rel=1e-5
     )
