@@ -324,6 +324,7 @@ def test_ddp_on_two_cpu_processes_shards_every_sample_exactly_once(
     validated_ddp = json.loads((tmp_path / f"val-epoch{best_epoch}.json").read_text())
     monkeypatch.chdir(tmp_path)  # the recorder writes its files here
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "recorder", raising=False)  # another test's recorder.py, imported before
     recorder = importlib.import_module("recorder")
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     model = recorder.Recorder.load_from_checkpoint(best)

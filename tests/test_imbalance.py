@@ -4,6 +4,7 @@ accuracy as the monitored metric, and the per-class report, on an imbalanced ima
 import importlib
 import json
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 from unittest import mock
@@ -184,6 +185,7 @@ def test_ddp_fit_on_an_imbalanced_folder_says_so_samples_weights_and_reports_as_
     assert re.fullmatch(r"best-epoch=\d-val_bacc=[\d.]+\.ckpt", Path(tested["checkpoint"]).name)
     assert {"test/bacc", "test/acc", "test/f1"} <= set(tested)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "recorder", raising=False)  # another test's recorder.py, imported before
     model = importlib.import_module("recorder").Recorder.load_from_checkpoint(tmp_path / tested["checkpoint"])
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
     predicted = torch.cat(trainer.predict(model, datamodule=data)).argmax(-1).numpy()
