@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from jsonargparse import ArgumentParser, Namespace
+from lightning.pytorch import Trainer
 from torch import Tensor
 
 from callbacks.resume import PRECISION_KEY
@@ -153,6 +154,20 @@ def inference_precision(checkpoint: Checkpoint, asked: str | None) -> str:
         return asked
     float16 = checkpoint.precision in ("16-mixed", "16", "16-true")
     return "32-true" if float16 and not torch.cuda.is_available() else checkpoint.precision
+
+
+def inference_trainer(checkpoint: Checkpoint, config: Namespace, **options: Any) -> Trainer:
+    """A one-device Trainer that runs ``checkpoint``: on ``config.accelerator``, in ``config.precision`` or else the
+    precision it trained in (``inference_precision``); without logger, checkpoints, model summary or progress bar,
+    unless ``options`` (any other Trainer options) say otherwise."""
+    quiet = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "enable_progress_bar": False,
+    }
+    precision = inference_precision(checkpoint, config.precision)
+    return Trainer(accelerator=config.accelerator, devices=1, precision=precision, **{**quiet, **options})
 
 
 def with_tta(checkpoint: Checkpoint, tta: str | None) -> ImageClassifier:

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import torch.distributed as dist
 from jsonargparse import ArgumentParser
-from lightning.pytorch import Trainer
 
 from cli.calibration import split_logits
 from cli.errors import USER_ERRORS, CommandError
@@ -50,7 +49,7 @@ from cli.trained import (
     add_precision_argument,
     add_tta_argument,
     data_from,
-    inference_precision,
+    inference_trainer,
     load_checkpoint,
     with_tta,
 )
@@ -170,15 +169,7 @@ def checkpoint_probabilities(
     parser.set_defaults(data=checkpoint.data_config)
     config = parser.parse_args(args)
     data = data_from(config, parser, checkpoint)
-    trainer = Trainer(
-        accelerator=config.accelerator,
-        devices=1,
-        precision=inference_precision(checkpoint, config.precision),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = inference_trainer(checkpoint, config)
     data.prepare_data()
     data.setup("test" if options.split == "test" else "validate")
     logits, labels = split_logits(trainer, with_tta(checkpoint, config.tta), data, options.split)

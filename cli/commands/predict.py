@@ -15,14 +15,13 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ArgumentParser
-from lightning.pytorch import Trainer
 
 from cli.exits import run_command
 from cli.trained import (
     CKPT_HELP,
     add_precision_argument,
     add_tta_argument,
-    inference_precision,
+    inference_trainer,
     load_checkpoint,
     with_tta,
 )
@@ -69,14 +68,7 @@ def predict_images(args: list[str]) -> None:
     data.setup("predict")
     for path, reason in data.skipped:
         print(f"skipped {shown_name(path)}: {reason}", file=sys.stderr)
-    trainer = Trainer(
-        accelerator=config.accelerator,
-        devices=1,
-        precision=inference_precision(checkpoint, config.precision),
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = inference_trainer(checkpoint, config)
     model = with_tta(checkpoint, config.tta)
     probabilities, classes = torch.cat(trainer.predict(model, datamodule=data)).topk(config.top_k)
     rows = [

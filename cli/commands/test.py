@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from jsonargparse import ArgumentParser
-from lightning.pytorch import Trainer
 
 from callbacks import SaveTestMetrics
 from cli.errors import CommandError
@@ -24,7 +23,7 @@ from cli.trained import (
     add_tta_argument,
     checked_data,
     data_from,
-    inference_precision,
+    inference_trainer,
     listed,
     parse,
     with_tta,
@@ -77,15 +76,12 @@ def test_checkpoint(args: list[str]) -> None:
         data = data_from(config, parser, checkpoint)
     json_path = Path(config.json or checkpoint.path.with_suffix(".test_metrics.json"))
     report_name = json_path.name.removesuffix(".json").removesuffix(".test_metrics")
-    trainer = Trainer(
-        accelerator=config.accelerator,
-        devices=1,
-        precision=inference_precision(checkpoint, config.precision),
-        logger=False,
+    trainer = inference_trainer(
+        checkpoint,
+        config,
         default_root_dir=json_path.parent,
         callbacks=[saver := SaveTestMetrics(json_path.name, f"{report_name}.classification_report.txt")],
-        enable_checkpointing=False,
-        enable_model_summary=False,
+        enable_progress_bar=True,
     )
     trainer.test(with_tta(checkpoint, config.tta), datamodule=data, ckpt_path=str(checkpoint.path))
     print_class_report(saver)
