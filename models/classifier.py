@@ -323,9 +323,9 @@ class ImageClassifier(LightningModule):
 
     def monitorable_metrics(self) -> list[str]:
         """The metrics logged every epoch, that a checkpoint or early stopping can monitor (and val_class_acc/*)."""
-        k = self.hparams.num_classes
-        train, val = stage_metrics(k, "train"), stage_metrics(k, "val")
-        return sorted({"train/loss", *train.keys(), "val/loss", *val.keys(), "val/ece", "val/auroc"})
+        return sorted(
+            {"train/loss", *self.train_metrics.keys(), "val/loss", *self.val_metrics.keys(), "val/ece", "val/auroc"}
+        )
 
     def model_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Forward one batch; returns the loss, the logits (see ``tta_logits``) and the targets."""
